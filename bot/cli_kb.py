@@ -1,0 +1,14 @@
+"""`deskbot kb` (placeholder until its issue lands)."""
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("kb", help="(not implemented yet)")
+    parser.set_defaults(func=_todo)
+
+
+def _todo(args: argparse.Namespace) -> int:
+    print("not implemented yet")
+    return 1

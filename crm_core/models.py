@@ -1,0 +1,505 @@
+"""The CRM's entities, as SQLModel families: ``XBase`` -> ``XCreate`` -> ``X(table=True)`` -> ``XPublic``.
+
+Conventions that hold on SQLite and PostgreSQL alike:
+- every timestamp is an aware UTC datetime (``UTCDateTime``);
+- Telegram ids (users, chats, messages) are ``BigInteger``: supergroup ids exceed 32 bits;
+- money is an integer number of minor units (cents) plus an ISO 4217 currency code, so sums are
+  exact on both databases;
+- enums are stored as their string values (portable, readable in SQL, no native enum types to
+  migrate).
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from crm_core.clock import utcnow
+from crm_core.types import UTCDateTime
+
+
+def _ts(**kwargs: Any) -> Any:
+    """A UTC timestamp column."""
+    return Field(sa_type=UTCDateTime, **kwargs)  # type: ignore[call-overload]
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)  # type: ignore[call-overload]
+
+
+def _updated() -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,  # type: ignore[call-overload]
+        nullable=False,
+        sa_column_kwargs={"onupdate": utcnow},
+    )
+
+
+def _json(default_factory: Any) -> Any:
+    return Field(default_factory=default_factory, sa_type=JSON, nullable=False)  # type: ignore[call-overload]
+
+
+# --------------------------------------------------------------------------------------------
+# Enumerations
+# --------------------------------------------------------------------------------------------
+
+
+class Channel(StrEnum):
+    telegram = "telegram"
+    email = "email"
+    web = "web"
+    import_ = "import"
+
+
+class Direction(StrEnum):
+    inbound = "in"
+    outbound = "out"
+    internal = "internal"
+
+
+class InteractionKind(StrEnum):
+    message = "message"
+    command = "command"
+    kb_answer = "kb_answer"
+    kb_suggest = "kb_suggest"
+    kb_none = "kb_none"
+    kb_feedback = "kb_feedback"
+    complaint_event = "complaint_event"
+    handoff_event = "handoff_event"
+    agent_reply = "agent_reply"
+    note = "note"
+    csat = "csat"
+    identity = "identity"
+    system = "system"
+
+
+class ComplaintCategory(StrEnum):
+    price = "price"
+    product = "product"
+    service = "service"
+    delivery = "delivery"
+    billing = "billing"
+    technical = "technical"
+    other = "other"
+
+
+class Severity(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class ComplaintStatus(StrEnum):
+    open = "open"
+    in_progress = "in_progress"
+    resolved = "resolved"
+    closed = "closed"
+
+
+class ActorType(StrEnum):
+    customer = "customer"
+    agent = "agent"
+    system = "system"
+
+
+class HandoffStatus(StrEnum):
+    waiting = "waiting"
+    claimed = "claimed"
+    closed = "closed"
+
+
+class AgentRole(StrEnum):
+    agent = "agent"
+    supervisor = "supervisor"
+
+
+# --------------------------------------------------------------------------------------------
+# Customer
+# --------------------------------------------------------------------------------------------
+
+
+class CustomerBase(SQLModel):
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=32, description="E.164, e.g. +4915112345678")
+    email: str | None = Field(default=None, max_length=320, description="normalised, lower-case")
+    language: str | None = Field(default=None, max_length=16)
+    external_id: str | None = Field(default=None, max_length=100)
+    identity_verified: bool = False
+
+
+class CustomerCreate(CustomerBase):
+    tags: list[str] = []
+
+
+class Customer(CustomerBase, table=True):
+    __table_args__ = (
+        UniqueConstraint("phone", name="uq_customer_phone"),
+        UniqueConstraint("email", name="uq_customer_email"),
+        UniqueConstraint("external_id", name="uq_customer_external_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tags: list[str] = _json(list)
+    first_seen_at: datetime | None = _ts(default=None)
+    last_seen_at: datetime | None = _ts(default=None)
+    # A customer absorbed by a merge stays as a tombstone pointing at the survivor, so that a
+    # stale id (an old button, an in-flight update) still resolves to the right person.
+    merged_into_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
+    anonymized_at: datetime | None = _ts(default=None)
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class CustomerPublic(CustomerBase):
+    id: int
+    tags: list[str]
+    first_seen_at: datetime | None
+    last_seen_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# Channel identity: (channel, external id) -> customer
+# --------------------------------------------------------------------------------------------
+
+
+class ChannelIdentityBase(SQLModel):
+    channel: str = Field(max_length=32)
+    external_id: str = Field(max_length=100)
+    username: str | None = Field(default=None, max_length=100, index=True)
+    display_name: str | None = Field(default=None, max_length=200)
+
+
+class ChannelIdentityCreate(ChannelIdentityBase):
+    customer_id: int
+
+
+class ChannelIdentity(ChannelIdentityBase, table=True):
+    __tablename__ = "channel_identity"
+    __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_identity_channel_ext"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class ChannelIdentityPublic(ChannelIdentityBase):
+    id: int
+    customer_id: int
+    created_at: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# Interaction: the customer's timeline
+# --------------------------------------------------------------------------------------------
+
+
+class InteractionBase(SQLModel):
+    channel: str = Field(max_length=32)
+    direction: Direction
+    kind: InteractionKind
+    text: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    details: dict[str, Any] = _json(dict)
+    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class InteractionCreate(InteractionBase):
+    customer_id: int | None = None
+    idempotency_key: str | None = None
+    handoff_id: int | None = None
+    complaint_id: int | None = None
+
+
+class Interaction(InteractionBase, table=True):
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_interaction_idempotency_key"),
+        Index("ix_interaction_customer_time", "customer_id", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Nullable so that anonymised statistics survive a customer's erasure.
+    customer_id: int | None = Field(default=None, foreign_key="customer.id")
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    handoff_id: int | None = Field(default=None, foreign_key="handoff.id", index=True)
+    complaint_id: int | None = Field(default=None, foreign_key="complaint.id", index=True)
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class InteractionPublic(InteractionBase):
+    id: int
+    customer_id: int | None
+    handoff_id: int | None
+    complaint_id: int | None
+
+
+# --------------------------------------------------------------------------------------------
+# Agents
+# --------------------------------------------------------------------------------------------
+
+
+class AgentBase(SQLModel):
+    telegram_user_id: int = Field(sa_type=BigInteger)  # type: ignore[call-overload]
+    display_name: str = Field(max_length=200)
+    role: AgentRole = AgentRole.agent
+    active: bool = True
+
+
+class AgentCreate(AgentBase):
+    pass
+
+
+class Agent(AgentBase, table=True):
+    __table_args__ = (UniqueConstraint("telegram_user_id", name="uq_agent_telegram_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class AgentPublic(AgentBase):
+    id: int
+
+
+# --------------------------------------------------------------------------------------------
+# Complaints and their events
+# --------------------------------------------------------------------------------------------
+
+
+class ComplaintBase(SQLModel):
+    category: ComplaintCategory
+    severity: Severity = Severity.medium
+    description: str = Field(sa_type=Text)  # type: ignore[call-overload]
+    attachments: list[str] = _json(list)
+
+
+class ComplaintCreate(ComplaintBase):
+    customer_id: int
+
+
+class Complaint(ComplaintBase, table=True):
+    __table_args__ = (
+        UniqueConstraint("reference", name="uq_complaint_reference"),
+        Index("ix_complaint_status_created", "status", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(max_length=20)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
+    status: ComplaintStatus = ComplaintStatus.open
+    assignee_id: int | None = Field(default=None, foreign_key="agent.id", index=True)
+    sla_due_at: datetime | None = _ts(default=None)
+    first_response_at: datetime | None = _ts(default=None)
+    resolved_at: datetime | None = _ts(default=None)
+    closed_at: datetime | None = _ts(default=None)
+    resolution_note: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    reopen_count: int = 0
+    # Where the complaint is announced in the agents' group (forum topic / card message).
+    group_chat_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
+    group_topic_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
+    group_message_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class ComplaintPublic(ComplaintBase):
+    id: int
+    reference: str
+    customer_id: int | None
+    status: ComplaintStatus
+    assignee_id: int | None
+    sla_due_at: datetime | None
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    resolution_note: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ComplaintEventBase(SQLModel):
+    action: str = Field(max_length=32, description="filed, assigned, status_changed, comment, ...")
+    actor_type: ActorType
+    actor_id: int | None = Field(default=None, description="agent id when the actor is an agent")
+    from_status: ComplaintStatus | None = None
+    to_status: ComplaintStatus | None = None
+    note: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+
+
+class ComplaintEvent(ComplaintEventBase, table=True):
+    __tablename__ = "complaint_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    complaint_id: int = Field(foreign_key="complaint.id", index=True)
+    created_at: datetime = _created()
+
+
+class ComplaintEventPublic(ComplaintEventBase):
+    id: int
+    complaint_id: int
+    created_at: datetime
+
+
+class ReferenceCounter(SQLModel, table=True):
+    """Sequence for human-friendly references (``C-000123``), incremented atomically in the
+    filing transaction: a rollback returns the number, so references stay gap-free enough to
+    read on the phone, on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "reference_counter"
+
+    name: str = Field(primary_key=True, max_length=32)
+    value: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Handoffs to human agents
+# --------------------------------------------------------------------------------------------
+
+
+class HandoffBase(SQLModel):
+    reason: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+
+
+class HandoffCreate(HandoffBase):
+    customer_id: int
+    complaint_id: int | None = None
+
+
+class Handoff(HandoffBase, table=True):
+    __table_args__ = (
+        # At most one handoff that is not closed per customer, enforced by the database so that
+        # two concurrent /human commands cannot open two.
+        Index(
+            "uq_handoff_one_open_per_customer",
+            "customer_id",
+            unique=True,
+            sqlite_where=text("status != 'closed'"),
+            postgresql_where=text("status != 'closed'"),
+        ),
+        Index("ix_handoff_status_due", "status", "next_reminder_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id")
+    complaint_id: int | None = Field(default=None, foreign_key="complaint.id")
+    status: HandoffStatus = HandoffStatus.waiting
+    agent_id: int | None = Field(default=None, foreign_key="agent.id", index=True)
+    chat_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
+    topic_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
+    card_message_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
+    requested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    claimed_at: datetime | None = _ts(default=None)
+    first_agent_reply_at: datetime | None = _ts(default=None)
+    closed_at: datetime | None = _ts(default=None)
+    summary: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    # Reminder / escalation schedule, kept here (not in in-memory jobs) to survive restarts.
+    reminders_sent: int = 0
+    next_reminder_at: datetime | None = _ts(default=None)
+    escalated_at: datetime | None = _ts(default=None)
+    unreachable: bool = False
+    csat_score: int | None = None
+    csat_comment: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class HandoffPublic(HandoffBase):
+    id: int
+    customer_id: int | None
+    complaint_id: int | None
+    status: HandoffStatus
+    agent_id: int | None
+    requested_at: datetime
+    claimed_at: datetime | None
+    first_agent_reply_at: datetime | None
+    closed_at: datetime | None
+    csat_score: int | None
+    csat_comment: str | None
+
+
+class GroupMessageLink(SQLModel, table=True):
+    """Which handoff or complaint a message in the agents' group belongs to, so that an agent's
+    reply to any bot message (plain-group mode) finds its conversation after a restart."""
+
+    __tablename__ = "group_message_link"
+    __table_args__ = (UniqueConstraint("chat_id", "message_id", name="uq_group_message"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger)  # type: ignore[call-overload]
+    message_id: int = Field(sa_type=BigInteger)  # type: ignore[call-overload]
+    handoff_id: int | None = Field(default=None, foreign_key="handoff.id", index=True)
+    complaint_id: int | None = Field(default=None, foreign_key="complaint.id", index=True)
+    created_at: datetime = _created()
+
+
+# --------------------------------------------------------------------------------------------
+# Purchases: the monetary side (RFM)
+# --------------------------------------------------------------------------------------------
+
+
+class PurchaseBase(SQLModel):
+    amount_minor: int = Field(description="amount in minor units (cents)")
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    purchased_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    external_ref: str | None = Field(default=None, max_length=100)
+
+
+class PurchaseCreate(PurchaseBase):
+    customer_id: int
+
+
+class Purchase(PurchaseBase, table=True):
+    __table_args__ = (
+        UniqueConstraint("external_ref", name="uq_purchase_external_ref"),
+        Index("ix_purchase_customer_time", "customer_id", "purchased_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id")
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class PurchasePublic(PurchaseBase):
+    id: int
+    customer_id: int | None
+
+
+# --------------------------------------------------------------------------------------------
+# Conversation state and runtime state that must survive restarts and be shared by instances
+# --------------------------------------------------------------------------------------------
+
+
+class FlowState(SQLModel, table=True):
+    """A multi-step conversation in progress (e.g. filing a complaint), keyed by the chat."""
+
+    __tablename__ = "flow_state"
+    __table_args__ = (UniqueConstraint("channel", "chat_key", name="uq_flow_chat"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    chat_key: str = Field(max_length=100)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
+    flow: str = Field(max_length=32)
+    step: str = Field(max_length=32)
+    data: dict[str, Any] = _json(dict)
+    expires_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class AppState(SQLModel, table=True):
+    """Small key/value runtime facts shared by all instances (e.g. the agents' group id after
+    Telegram migrated it to a supergroup)."""
+
+    __tablename__ = "app_state"
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: dict[str, Any] = _json(dict)
+    updated_at: datetime = _updated()
