@@ -1,0 +1,1 @@
+"""Migration scripts (one module per revision; their names sort in order)."""
