@@ -1,14 +1,181 @@
-"""`deskbot kb` (placeholder until its issue lands)."""
+"""`deskbot kb`: check a knowledge-base folder, ask it a question, evaluate it on labelled
+questions and tune its answer/suggest thresholds."""
+
+from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Any
+
+from knowledge_base import default_kb_dir, load_knowledge_base
+from knowledge_base.base import KnowledgeBase
+from knowledge_base.evaluation import (
+    DEFINITIONS,
+    EvalReport,
+    QueryFileError,
+    TuneTargets,
+    read_queries,
+    score_queries,
+    summarize,
+    tune_thresholds,
+)
+from knowledge_base.settings import write_settings
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("kb", help="(not implemented yet)")
-    parser.set_defaults(func=_todo)
+    parser = sub.add_parser("kb", help="knowledge base: check, ask, eval, tune")
+    kb_sub = parser.add_subparsers(dest="kb_command", metavar="ACTION", required=True)
+
+    check = kb_sub.add_parser("check", help="report every broken article; exit 1 if any")
+    check.add_argument("dir", type=Path, help="knowledge-base folder")
+    check.set_defaults(func=_check)
+
+    ask = kb_sub.add_parser("ask", help="show the verdict and candidates for one question")
+    _kb_option(ask)
+    ask.add_argument("question")
+    ask.set_defaults(func=_ask)
+
+    evaluate = kb_sub.add_parser("eval", help="accuracy, precision, coverage, latency")
+    _kb_option(evaluate)
+    evaluate.add_argument("--queries", type=Path, required=True, help="CSV text,expected")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(func=_eval)
+
+    tune = kb_sub.add_parser("tune", help="set the thresholds from validation questions")
+    _kb_option(tune)
+    tune.add_argument("--queries", type=Path, required=True, help="CSV text,expected")
+    tune.add_argument("--precision", type=float, default=TuneTargets.answer_precision)
+    tune.add_argument("--oos-recall", type=float, default=TuneTargets.oos_recall)
+    tune.add_argument("--dry-run", action="store_true", help="print, do not write kb.yaml")
+    tune.set_defaults(func=_tune)
 
 
-def _todo(args: argparse.Namespace) -> int:
-    print("not implemented yet")
-    return 1
+def _kb_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kb", type=Path, default=None, help="knowledge-base folder (default: bundled sample)"
+    )
+
+
+def _check(args: argparse.Namespace) -> int:
+    directory: Path = args.dir
+    if not directory.is_dir():
+        print(f"error: not a folder: {directory}", file=sys.stderr)
+        return EXIT_USAGE
+    result = load_knowledge_base(directory)
+    for problem in result.problems:
+        print(problem)
+    count = len(result.kb)
+    if result.problems:
+        print(f"{len(result.problems)} problem(s); {count} article(s) loaded")
+        return EXIT_FAILURE
+    settings = result.kb.settings
+    print(
+        f"ok: {count} article(s), {sum(len(a.phrasings) for a in result.kb.articles)} "
+        f"phrasing(s); thresholds answer {settings.answer_threshold:g}, "
+        f"suggest {settings.suggest_threshold:g}"
+    )
+    return EXIT_OK
+
+
+def _load(args: argparse.Namespace) -> KnowledgeBase | None:
+    directory: Path = args.kb or default_kb_dir()
+    if not directory.is_dir():
+        print(f"error: not a folder: {directory}", file=sys.stderr)
+        return None
+    result = load_knowledge_base(directory)
+    if result.problems:
+        print(
+            f"warning: {len(result.problems)} problem(s) in {directory} "
+            f"(see `deskbot kb check`); using the {len(result.kb)} article(s) that loaded",
+            file=sys.stderr,
+        )
+    return result.kb
+
+
+def _ask(args: argparse.Namespace) -> int:
+    kb = _load(args)
+    if kb is None:
+        return EXIT_USAGE
+    result = kb.search(args.question)
+    print(f"verdict: {result.verdict.value}")
+    for candidate in result.candidates:
+        print(f"  {candidate.confidence:.3f}  {candidate.article.id}: {candidate.article.title}")
+    return EXIT_OK
+
+
+def _queries(args: argparse.Namespace, kb: KnowledgeBase) -> Any:
+    path: Path = args.queries
+    if not path.is_file():
+        print(f"error: questions file not found: {path}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return read_queries(path, kb)
+    except QueryFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _eval(args: argparse.Namespace) -> int:
+    kb = _load(args)
+    if kb is None:
+        return EXIT_USAGE
+    queries = _queries(args, kb)
+    if isinstance(queries, int):
+        return queries
+    scored = score_queries(kb, queries)
+    report = summarize(scored, kb.settings.answer_threshold, kb.settings.suggest_threshold)
+    if args.json:
+        keys = ("top1", "top3", "answer_precision", "coverage", "oos_recall", "p50_ms", "p99_ms")
+        print(json.dumps({key: report.as_dict()[key] for key in keys}))
+    else:
+        print(format_report(report))
+    return EXIT_OK
+
+
+def format_report(report: EvalReport) -> str:
+    def figure(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"questions: {report.questions} ({report.in_scope} in scope, "
+        f"{report.out_of_scope} out of scope); thresholds answer "
+        f"{report.answer_threshold:g}, suggest {report.suggest_threshold:g}",
+        f"top1              {figure(report.top1)}   {DEFINITIONS['top1']}",
+        f"top3              {figure(report.top3)}   {DEFINITIONS['top3']}",
+        f"answer_precision  {figure(report.answer_precision)}   {DEFINITIONS['answer_precision']}",
+        f"coverage          {figure(report.coverage)}   {DEFINITIONS['coverage']}",
+        f"oos_recall        {figure(report.oos_recall)}   {DEFINITIONS['oos_recall']}",
+        f"latency           p50 {report.p50_ms:.2f} ms, p99 {report.p99_ms:.2f} ms",
+    ]
+    return "\n".join(lines)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    kb = _load(args)
+    if kb is None:
+        return EXIT_USAGE
+    queries = _queries(args, kb)
+    if isinstance(queries, int):
+        return queries
+    targets = TuneTargets(answer_precision=args.precision, oos_recall=args.oos_recall)
+    settings, report = tune_thresholds(score_queries(kb, queries), targets)
+    settings = type(settings)(
+        settings.answer_threshold,
+        settings.suggest_threshold,
+        {"queries": args.queries.name, "questions": report.questions},
+    )
+    print(format_report(report))
+    if args.dry_run:
+        return EXIT_OK
+    directory: Path = args.kb or default_kb_dir()
+    try:
+        path = write_settings(directory, settings)
+    except OSError as error:
+        print(f"error: cannot write settings: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"wrote {path}")
+    return EXIT_OK

@@ -1,0 +1,134 @@
+"""Lexical question matching: TF-IDF over words and character n-grams (term weighting, typo
+tolerance), a linear classifier over articles trained on their phrasings, the nearest phrasing
+by cosine, and rapidfuzz edit similarity on a shortlist. The three signals are blended into one
+confidence in [0, 1] that the verdict thresholds apply to."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from rapidfuzz import fuzz
+from rapidfuzz import process as fuzz_process
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+from sklearn.svm import LinearSVC
+
+from knowledge_base.models import Article
+from knowledge_base.normalize import normalize_text
+
+# Training one-vs-rest costs ~ articles x phrasings; above this the classifier is skipped and
+# the nearest-phrasing and fuzzy signals carry the ranking alone (load time stays in seconds).
+CLASSIFIER_BUDGET = 4_000_000
+FUZZY_SHORTLIST = 40  # phrasings re-scored with rapidfuzz per question
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    classifier: float = 0.5
+    nearest: float = 0.3
+    fuzzy: float = 0.2
+    temperature: float = 8.0  # sharpness of the softmax over classifier margins
+
+
+class SearchIndex:
+    """Built once per knowledge-base version; ``rank`` is read-only and thread-safe."""
+
+    def __init__(
+        self,
+        articles: Sequence[Article],
+        *,
+        weights: BlendWeights | None = None,
+        use_classifier: bool | None = None,
+    ) -> None:
+        self.articles = tuple(articles)
+        self.weights = weights or BlendWeights()
+        texts: list[str] = []
+        owners: list[int] = []
+        starts: list[int] = []
+        for index, article in enumerate(self.articles):
+            starts.append(len(texts))
+            phrasings = [normalize_text(p) for p in article.phrasings]
+            phrasings = [p for p in dict.fromkeys(phrasings) if p] or [article.id]
+            texts.extend(phrasings)
+            owners.extend([index] * len(phrasings))
+        self._texts = texts
+        self._owners = np.asarray(owners, dtype=np.int64)
+        self._starts = np.asarray(starts, dtype=np.int64)
+        self._word = TfidfVectorizer(
+            ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b", dtype=np.float32
+        )
+        self._char = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, dtype=np.float32
+        )
+        matrix = self._fit_features(texts)
+        self._matrix_t = matrix.T.tocsr()
+        self._classifier: LinearSVC | None = None
+        budget_ok = len(self.articles) * len(texts) <= CLASSIFIER_BUDGET
+        wanted = budget_ok if use_classifier is None else use_classifier
+        if len(self.articles) >= 2 and wanted:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                self._classifier = LinearSVC(C=1.0).fit(matrix, self._owners)
+            self._coef_t = np.ascontiguousarray(self._classifier.coef_.T, dtype=np.float32)
+            if len(self.articles) == 2:  # binary: sklearn keeps one column for class 1
+                self._coef_t = np.hstack([-self._coef_t, self._coef_t])
+                self._intercept = np.array(
+                    [-self._classifier.intercept_[0], self._classifier.intercept_[0]]
+                )
+            else:
+                self._intercept = self._classifier.intercept_.astype(np.float32)
+
+    @property
+    def phrasing_count(self) -> int:
+        return len(self._texts)
+
+    def _fit_features(self, texts: list[str]) -> sp.csr_matrix:
+        words = self._word.fit_transform(texts)
+        chars = self._char.fit_transform(texts)
+        return normalize(sp.hstack([words, chars]).tocsr())
+
+    def _features(self, text: str) -> sp.csr_matrix:
+        vector = sp.hstack([self._word.transform([text]), self._char.transform([text])])
+        return normalize(vector.tocsr())
+
+    def rank(self, question: str, limit: int = 3) -> list[tuple[Article, float]]:
+        """Best ``limit`` articles with a confidence in [0, 1], best first."""
+        text = normalize_text(question)
+        if not text or not self.articles or limit <= 0:
+            return []
+        vector = self._features(text)
+        if vector.nnz == 0:  # nothing the knowledge base has ever seen
+            return []
+        similarity = np.asarray((vector @ self._matrix_t).todense()).ravel()
+        np.clip(similarity, 0.0, 1.0, out=similarity)
+        nearest = np.maximum.reduceat(similarity, self._starts)
+        fuzzy = self._fuzzy(text, similarity)
+        w = self.weights
+        if self._classifier is not None:
+            margins = np.asarray(vector @ self._coef_t).ravel() + self._intercept
+            shifted = (margins - margins.max()) * w.temperature
+            probabilities = np.exp(shifted)
+            probabilities /= probabilities.sum()
+            blended = w.classifier * probabilities + w.nearest * nearest + w.fuzzy * fuzzy
+        else:
+            total = w.nearest + w.fuzzy
+            blended = (w.nearest * nearest + w.fuzzy * fuzzy) / total
+        count = min(limit, len(self.articles))
+        top = np.argpartition(-blended, count - 1)[:count]
+        top = top[np.argsort(-blended[top], kind="stable")]
+        return [(self.articles[i], float(min(1.0, max(0.0, blended[i])))) for i in top]
+
+    def _fuzzy(self, text: str, similarity: np.ndarray) -> np.ndarray:
+        """Best rapidfuzz similarity per article over the phrasings closest by cosine."""
+        scores = np.zeros(len(self.articles), dtype=np.float64)
+        count = min(FUZZY_SHORTLIST, len(self._texts))
+        shortlist = np.argpartition(-similarity, count - 1)[:count]
+        choices = [self._texts[i] for i in shortlist]
+        matrix = fuzz_process.cdist([text], choices, scorer=fuzz.token_sort_ratio)[0] / 100.0
+        np.maximum.at(scores, self._owners[shortlist], matrix)
+        return scores
