@@ -1,0 +1,98 @@
+"""Plumbing shared by the desk services (complaints, handoffs, agents): transactions, portable
+"insert unless present", and writing desk events onto the customer's timeline."""
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.errors import InvalidInput
+from crm_core.models import Channel, Direction, Interaction, InteractionKind
+
+E = TypeVar("E", bound=StrEnum)
+
+
+@asynccontextmanager
+async def transaction(session: AsyncSession) -> AsyncIterator[None]:
+    """One unit of work: commit on success, roll back on any error so nothing is half-written.
+
+    Read-only services use it too: on SQLite every transaction holds the write lock (BEGIN
+    IMMEDIATE), so it must end as soon as the work is done.
+    """
+    try:
+        yield
+    except Exception:
+        await session.rollback()
+        raise
+    await session.commit()
+
+
+def dialect_name(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def insert_ignoring_conflict(
+    session: AsyncSession,
+    model: type[SQLModel],
+    values: Mapping[str, Any],
+    index_elements: Sequence[str],
+) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, on SQLite and PostgreSQL alike (race-safe upsert)."""
+    dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
+    table = model.__table__  # type: ignore[attr-defined]
+    stmt = (
+        dialect.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(index_elements))
+    )
+    await session.exec(stmt)
+
+
+def parse_choice(enum: type[E], value: str | E, what: str) -> E:
+    """Accept an enum member or its value in any case; otherwise explain the options."""
+    if isinstance(value, enum):
+        return value
+    cleaned = str(value).strip().lower().replace(" ", "_").replace("-", "_")
+    try:
+        return enum(cleaned)
+    except ValueError:
+        options = ", ".join(member.value for member in enum)
+        raise InvalidInput(f"Unknown {what} {value!r}. Choose one of: {options}.") from None
+
+
+def log_desk_event(
+    session: AsyncSession,
+    *,
+    customer_id: int | None,
+    kind: InteractionKind,
+    direction: Direction,
+    text: str | None = None,
+    details: dict[str, Any] | None = None,
+    complaint_id: int | None = None,
+    handoff_id: int | None = None,
+    occurred_at: datetime | None = None,
+    channel: str = Channel.telegram,
+) -> None:
+    """Put a desk event on the customer's timeline, inside the caller's transaction.
+
+    Written with the model directly (not the interactions service) so that the event and the
+    change it records commit or roll back together.
+    """
+    interaction = Interaction(
+        customer_id=customer_id,
+        channel=str(channel),
+        direction=direction,
+        kind=kind,
+        text=text,
+        details=details or {},
+        complaint_id=complaint_id,
+        handoff_id=handoff_id,
+    )
+    if occurred_at is not None:
+        interaction.occurred_at = occurred_at
+    session.add(interaction)

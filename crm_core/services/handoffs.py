@@ -1,0 +1,511 @@
+"""Handoffs: a customer waiting for a human agent, from the request to the rating.
+
+    waiting --claim--> claimed --close--> closed --rate--> (score, comment)
+       \\______________close______________/^
+
+Everything that several bot instances could do at the same moment is a conditional UPDATE
+whose WHERE clause states what the caller saw (``status = 'waiting'``, the reminder count...):
+exactly one of two racing instances changes the row, the other learns it lost and why. The
+reminder schedule lives in the row (``next_reminder_at``), not in in-memory jobs, so it survives
+restarts and is shared by instances.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import and_, exists, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.clock import utcnow
+from crm_core.errors import (
+    AgentNotFound,
+    AlreadyClaimed,
+    CustomerNotFound,
+    HandoffNotFound,
+    InvalidInput,
+    InvalidTransition,
+)
+from crm_core.models import (
+    Agent,
+    Complaint,
+    Customer,
+    Direction,
+    GroupMessageLink,
+    Handoff,
+    HandoffStatus,
+    InteractionKind,
+)
+from crm_core.services._desk import insert_ignoring_conflict, log_desk_event, transaction
+
+H = HandoffStatus
+MIN_SCORE, MAX_SCORE = 1, 5
+MAX_TEXT_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class HandoffOpened:
+    handoff: Handoff
+    created: bool
+
+
+class ReminderKind(StrEnum):
+    reannounce = "reannounce"
+    escalate = "escalate"
+
+
+@dataclass(frozen=True)
+class DueReminder:
+    """A waiting handoff whose reminder this sweeper won: announce it again, or escalate it."""
+
+    handoff_id: int
+    customer_id: int | None
+    kind: ReminderKind
+    reminders_sent: int
+    requested_at: datetime
+    chat_id: int | None
+    topic_id: int | None
+    card_message_id: int | None
+
+    @property
+    def escalate(self) -> bool:
+        return self.kind is ReminderKind.escalate
+
+
+# --------------------------------------------------------------------------------------------
+# Opening and lookup
+# --------------------------------------------------------------------------------------------
+
+
+async def open_handoff(
+    *,
+    session: AsyncSession,
+    customer_id: int,
+    reason: str | None = None,
+    complaint_id: int | None = None,
+    reminder_after: timedelta,
+    now: datetime | None = None,
+) -> HandoffOpened:
+    """Ask for a human. A customer already waiting or talking gets their current handoff back."""
+    now = now or utcnow()
+    reason = _clean_text(reason, "reason")
+    async with transaction(session):
+        if await session.get(Customer, customer_id) is None:
+            raise CustomerNotFound(f"There is no customer #{customer_id}.")
+        existing = await _open_for(session, customer_id)
+        if existing is not None:
+            if complaint_id is not None and existing.complaint_id is None:
+                existing.complaint_id = complaint_id
+            return HandoffOpened(existing, created=False)
+        handoff = Handoff(
+            customer_id=customer_id,
+            complaint_id=complaint_id,
+            reason=reason,
+            requested_at=now,
+            next_reminder_at=now + reminder_after,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(handoff)
+        except IntegrityError:
+            # A concurrent request opened one first (the partial unique index): use theirs.
+            winner = await _open_for(session, customer_id)
+            if winner is None:
+                raise
+            return HandoffOpened(winner, created=False)
+        _log(session, handoff, "opened", Direction.inbound, now, reason=reason)
+    return HandoffOpened(handoff, created=True)
+
+
+async def _open_for(session: AsyncSession, customer_id: int) -> Handoff | None:
+    stmt = select(Handoff).where(Handoff.customer_id == customer_id, Handoff.status != H.closed)
+    return (await session.exec(stmt.execution_options(populate_existing=True))).first()
+
+
+async def get_open_handoff(*, session: AsyncSession, customer_id: int) -> Handoff | None:
+    async with transaction(session):
+        return await _open_for(session, customer_id)
+
+
+async def get_handoff(*, session: AsyncSession, handoff_id: int) -> Handoff:
+    async with transaction(session):
+        return await _get(session, handoff_id)
+
+
+async def _get(session: AsyncSession, handoff_id: int, *, lock: bool = False) -> Handoff:
+    handoff = await session.get(Handoff, handoff_id, populate_existing=True, with_for_update=lock)
+    if handoff is None:
+        raise HandoffNotFound(f"There is no conversation #{handoff_id}.")
+    return handoff
+
+
+async def list_waiting_handoffs(*, session: AsyncSession) -> list[Handoff]:
+    """Customers still waiting for an agent, longest waiting first."""
+    stmt = (
+        select(Handoff)
+        .where(Handoff.status == H.waiting)
+        .order_by(col(Handoff.requested_at), col(Handoff.id))
+    )
+    async with transaction(session):
+        return list((await session.exec(stmt)).all())
+
+
+# --------------------------------------------------------------------------------------------
+# Where the handoff lives in the agents' group
+# --------------------------------------------------------------------------------------------
+
+
+async def set_handoff_location(
+    *,
+    session: AsyncSession,
+    handoff_id: int,
+    chat_id: int,
+    topic_id: int | None,
+    card_message_id: int | None,
+) -> Handoff:
+    async with transaction(session):
+        handoff = await _get(session, handoff_id, lock=True)
+        handoff.chat_id = chat_id
+        handoff.topic_id = topic_id
+        handoff.card_message_id = card_message_id
+    return handoff
+
+
+async def link_group_message(
+    *,
+    session: AsyncSession,
+    chat_id: int,
+    message_id: int,
+    handoff_id: int | None = None,
+    complaint_id: int | None = None,
+) -> GroupMessageLink:
+    """Remember which conversation a group message belongs to. Linking twice keeps the first."""
+    if handoff_id is None and complaint_id is None:
+        raise InvalidInput("A group message must be linked to a handoff or a complaint.")
+    values = {
+        "chat_id": chat_id,
+        "message_id": message_id,
+        "handoff_id": handoff_id,
+        "complaint_id": complaint_id,
+        "created_at": utcnow(),
+    }
+    async with transaction(session):
+        await insert_ignoring_conflict(
+            session, GroupMessageLink, values, index_elements=["chat_id", "message_id"]
+        )
+        link = await _link(session, chat_id, message_id)
+        assert link is not None
+    return link
+
+
+async def _link(session: AsyncSession, chat_id: int, message_id: int) -> GroupMessageLink | None:
+    stmt = select(GroupMessageLink).where(
+        GroupMessageLink.chat_id == chat_id, GroupMessageLink.message_id == message_id
+    )
+    return (await session.exec(stmt.execution_options(populate_existing=True))).first()
+
+
+async def find_by_group_message(
+    *, session: AsyncSession, chat_id: int, message_id: int
+) -> GroupMessageLink | None:
+    async with transaction(session):
+        return await _link(session, chat_id, message_id)
+
+
+async def find_handoff_by_topic(
+    *, session: AsyncSession, chat_id: int, topic_id: int
+) -> Handoff | None:
+    """The live (not closed) handoff shown in this forum topic, if any."""
+    stmt = (
+        select(Handoff)
+        .where(Handoff.chat_id == chat_id, Handoff.topic_id == topic_id)
+        .where(Handoff.status != H.closed)
+        .order_by(col(Handoff.id).desc())
+    )
+    async with transaction(session):
+        return (await session.exec(stmt)).first()
+
+
+async def move_handoff_chat(*, session: AsyncSession, old_chat_id: int, new_chat_id: int) -> int:
+    """Telegram migrated the agents' group to a supergroup: follow it. Returns rows updated."""
+    async with transaction(session):
+        moved = 0
+        for model, column in (
+            (Handoff, Handoff.chat_id),
+            (Complaint, Complaint.group_chat_id),
+        ):
+            result = await session.exec(
+                update(model).where(col(column) == old_chat_id).values({column: new_chat_id})
+            )
+            moved += result.rowcount
+        moved += await _move_links(session, old_chat_id, new_chat_id)
+    session.expire_all()
+    return moved
+
+
+async def _move_links(session: AsyncSession, old_chat_id: int, new_chat_id: int) -> int:
+    # A link whose message id is already known in the new chat stays behind (it could only be
+    # ambiguous there); everything else follows.
+    other = aliased(GroupMessageLink)
+    clash = exists().where(
+        and_(
+            col(other.chat_id) == new_chat_id,
+            col(other.message_id) == col(GroupMessageLink.message_id),
+        )
+    )
+    result = await session.exec(
+        update(GroupMessageLink)
+        .where(col(GroupMessageLink.chat_id) == old_chat_id, ~clash)
+        .values(chat_id=new_chat_id)
+    )
+    return result.rowcount
+
+
+# --------------------------------------------------------------------------------------------
+# Agents at work
+# --------------------------------------------------------------------------------------------
+
+
+async def claim_handoff(
+    *, session: AsyncSession, handoff_id: int, agent_id: int, now: datetime | None = None
+) -> Handoff:
+    """Take a waiting customer. Of two agents pressing at once exactly one wins; the other
+    gets AlreadyClaimed naming the winner. Claiming one's own claimed handoff changes nothing."""
+    now = now or utcnow()
+    async with transaction(session):
+        agent = await _active_agent(session, agent_id)
+        result = await session.exec(
+            update(Handoff)
+            .where(col(Handoff.id) == handoff_id, col(Handoff.status) == H.waiting)
+            .values(status=H.claimed, agent_id=agent_id, claimed_at=now, next_reminder_at=None)
+        )
+        handoff = await _get(session, handoff_id)
+        if result.rowcount == 1:
+            _log(session, handoff, "claimed", Direction.internal, now, agent=agent.display_name)
+            return handoff
+        if handoff.status == H.closed:
+            raise InvalidTransition("This conversation is already closed.")
+        if handoff.agent_id == agent_id:
+            return handoff
+        winner = await session.get(Agent, handoff.agent_id) if handoff.agent_id else None
+        name = winner.display_name if winner else "another agent"
+        raise AlreadyClaimed(f"Already taken by {name}.", agent_name=name)
+
+
+async def record_agent_reply(
+    *, session: AsyncSession, handoff_id: int, agent_id: int, now: datetime | None = None
+) -> Handoff:
+    """Note the first time an agent answered the customer (kept once, for the statistics)."""
+    now = now or utcnow()
+    async with transaction(session):
+        await _active_agent(session, agent_id)
+        await session.exec(
+            update(Handoff)
+            .where(col(Handoff.id) == handoff_id, col(Handoff.first_agent_reply_at).is_(None))
+            .values(first_agent_reply_at=now)
+        )
+        return await _get(session, handoff_id)
+
+
+async def close_handoff(
+    *,
+    session: AsyncSession,
+    handoff_id: int,
+    agent_id: int | None = None,
+    summary: str | None = None,
+    now: datetime | None = None,
+) -> Handoff:
+    """End the conversation (by an agent, or by the customer/system when ``agent_id`` is None)."""
+    now = now or utcnow()
+    summary = _clean_text(summary, "summary")
+    async with transaction(session):
+        if agent_id is not None:
+            await _active_agent(session, agent_id)
+        handoff = await _get(session, handoff_id, lock=True)
+        if handoff.status == H.closed:
+            raise InvalidTransition("This conversation is already closed.")
+        if handoff.agent_id is None:
+            handoff.agent_id = agent_id
+        handoff.status = H.closed
+        handoff.closed_at = now
+        handoff.next_reminder_at = None
+        if summary is not None:
+            handoff.summary = summary
+        _log(session, handoff, "closed", Direction.internal, now, agent_id=agent_id)
+    return handoff
+
+
+async def rate_handoff(
+    *,
+    session: AsyncSession,
+    handoff_id: int,
+    score: int,
+    comment: str | None = None,
+    now: datetime | None = None,
+) -> Handoff:
+    """The customer's satisfaction rating, after the conversation closed. Rating again changes
+    the score; a comment sent later is added without losing the score."""
+    if isinstance(score, bool) or not isinstance(score, int) or not MIN_SCORE <= score <= MAX_SCORE:
+        raise InvalidInput(f"Please rate from {MIN_SCORE} to {MAX_SCORE}.")
+    comment = _clean_text(comment, "comment")
+    now = now or utcnow()
+    async with transaction(session):
+        handoff = await _get(session, handoff_id, lock=True)
+        if handoff.status != H.closed:
+            raise InvalidTransition("A conversation can be rated once it is closed.")
+        handoff.csat_score = score
+        if comment is not None:
+            handoff.csat_comment = comment
+        log_desk_event(
+            session,
+            customer_id=handoff.customer_id,
+            kind=InteractionKind.csat,
+            direction=Direction.inbound,
+            text=comment,
+            details={"score": score},
+            handoff_id=handoff.id,
+            occurred_at=now,
+        )
+    return handoff
+
+
+async def mark_unreachable(
+    *, session: AsyncSession, handoff_id: int, now: datetime | None = None
+) -> Handoff:
+    """The customer cannot be messaged any more (blocked the bot); agents should know."""
+    now = now or utcnow()
+    async with transaction(session):
+        handoff = await _get(session, handoff_id, lock=True)
+        if not handoff.unreachable:
+            handoff.unreachable = True
+            _log(session, handoff, "unreachable", Direction.internal, now)
+    return handoff
+
+
+# --------------------------------------------------------------------------------------------
+# Reminders
+# --------------------------------------------------------------------------------------------
+
+
+async def claim_due_reminders(
+    *,
+    session: AsyncSession,
+    now: datetime,
+    reminder_after: timedelta,
+    escalate_after_reminders: int = 1,
+    limit: int = 100,
+) -> list[DueReminder]:
+    """Take the waiting handoffs whose reminder is due and advance their schedule.
+
+    After ``escalate_after_reminders`` re-announcements the next due reminder escalates (to
+    the supervisors) and the schedule stops. Safe with several sweepers: each row is advanced by
+    a conditional UPDATE on the reminder count it was read with, so exactly one sweeper takes it.
+    """
+    candidates = (
+        select(Handoff)
+        .where(
+            Handoff.status == H.waiting,
+            col(Handoff.next_reminder_at) <= now,
+            col(Handoff.escalated_at).is_(None),
+        )
+        .order_by(col(Handoff.next_reminder_at), col(Handoff.id))
+        .limit(limit)
+        # PostgreSQL: skip rows another sweeper is working on instead of waiting for it.
+        .with_for_update(skip_locked=True)
+    )
+    taken: list[DueReminder] = []
+    async with transaction(session):
+        rows = (await session.exec(candidates.execution_options(populate_existing=True))).all()
+        for handoff in list(rows):
+            reminder = await _advance(
+                session, handoff, now, reminder_after, escalate_after_reminders
+            )
+            if reminder is not None:
+                taken.append(reminder)
+    return taken
+
+
+async def _advance(
+    session: AsyncSession,
+    handoff: Handoff,
+    now: datetime,
+    reminder_after: timedelta,
+    escalate_after_reminders: int,
+) -> DueReminder | None:
+    assert handoff.id is not None
+    seen = handoff.reminders_sent
+    escalate = seen >= escalate_after_reminders
+    changes: dict[str, object] = (
+        {"escalated_at": now, "next_reminder_at": None}
+        if escalate
+        else {"reminders_sent": seen + 1, "next_reminder_at": now + reminder_after}
+    )
+    result = await session.exec(
+        update(Handoff)
+        .where(
+            col(Handoff.id) == handoff.id,
+            col(Handoff.status) == H.waiting,
+            col(Handoff.reminders_sent) == seen,
+            col(Handoff.escalated_at).is_(None),
+            col(Handoff.next_reminder_at) <= now,
+        )
+        .values(changes)
+    )
+    if result.rowcount != 1:
+        return None  # another sweeper (or a claim) got there first
+    return DueReminder(
+        handoff_id=handoff.id,
+        customer_id=handoff.customer_id,
+        kind=ReminderKind.escalate if escalate else ReminderKind.reannounce,
+        reminders_sent=seen if escalate else seen + 1,
+        requested_at=handoff.requested_at,
+        chat_id=handoff.chat_id,
+        topic_id=handoff.topic_id,
+        card_message_id=handoff.card_message_id,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+async def _active_agent(session: AsyncSession, agent_id: int) -> Agent:
+    agent = await session.get(Agent, agent_id)
+    if agent is None:
+        raise AgentNotFound(f"There is no agent #{agent_id}.")
+    if not agent.active:
+        raise AgentNotFound(f"{agent.display_name} is no longer an active agent.")
+    return agent
+
+
+def _clean_text(value: str | None, what: str) -> str | None:
+    text = (value or "").strip()
+    if not text:
+        return None
+    if len(text) > MAX_TEXT_LENGTH:
+        raise InvalidInput(f"The {what} is too long; please keep it under {MAX_TEXT_LENGTH}.")
+    return text
+
+
+def _log(
+    session: AsyncSession,
+    handoff: Handoff,
+    action: str,
+    direction: Direction,
+    now: datetime,
+    **details: object,
+) -> None:
+    log_desk_event(
+        session,
+        customer_id=handoff.customer_id,
+        kind=InteractionKind.handoff_event,
+        direction=direction,
+        details={"action": action, **details},
+        handoff_id=handoff.id,
+        complaint_id=handoff.complaint_id,
+        occurred_at=now,
+    )

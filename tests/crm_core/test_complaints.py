@@ -1,0 +1,494 @@
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.db import SessionFactory
+from crm_core.errors import (
+    AgentNotFound,
+    ComplaintNotFound,
+    CustomerNotFound,
+    InvalidInput,
+    InvalidTransition,
+)
+from crm_core.models import (
+    ActorType,
+    Complaint,
+    ComplaintCategory,
+    ComplaintStatus,
+    Customer,
+    Interaction,
+    InteractionKind,
+    Severity,
+)
+from crm_core.services.complaints import (
+    assign_complaint,
+    comment_complaint,
+    complaint_history,
+    file_complaint,
+    get_complaint,
+    list_customer_complaints,
+    list_open_complaints,
+    set_complaint_group_location,
+    transition_complaint,
+)
+from crm_core.sla import SlaPolicy
+from tests.crm_core.desk_factories import T0, aid, cid, make_agent, make_customer
+
+S = ComplaintStatus
+
+
+async def _file(session: AsyncSession, customer: Customer, **kwargs: object) -> Complaint:
+    params: dict[str, object] = {
+        "category": ComplaintCategory.delivery,
+        "description": "Parcel never arrived",
+        "now": T0,
+    }
+    params.update(kwargs)
+    return await file_complaint(session=session, customer_id=cid(customer), **params)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# Filing
+# --------------------------------------------------------------------------------------------
+
+
+async def test_filing_gives_a_reference_a_due_date_an_event_and_a_timeline_entry(
+    session: AsyncSession,
+) -> None:
+    customer = await make_customer(session)
+    complaint = await _file(
+        session,
+        customer,
+        severity="High",
+        description="  Parcel never arrived \n",
+        attachments=["photo-1", " "],
+    )
+
+    assert complaint.reference == "C-000001"
+    assert complaint.status == S.open
+    assert complaint.severity == Severity.high
+    assert complaint.description == "Parcel never arrived"
+    assert complaint.attachments == ["photo-1"]
+    assert complaint.sla_due_at == T0 + timedelta(hours=24)
+    history = await complaint_history(session=session, reference="C-000001")
+    assert [(e.action, e.actor_type, e.to_status) for e in history] == [
+        ("filed", ActorType.customer, S.open)
+    ]
+    timeline = (await session.exec(select(Interaction))).all()
+    assert [(i.kind, i.complaint_id, i.details["reference"]) for i in timeline] == [
+        (InteractionKind.complaint_event, complaint.id, "C-000001")
+    ]
+
+
+async def test_filing_uses_the_given_sla_policy(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    policy = SlaPolicy.from_mapping({"categories": {"billing": {"critical": 2}}})
+    complaint = await _file(
+        session, customer, category="billing", severity=Severity.critical, sla=policy
+    )
+    assert complaint.sla_due_at == T0 + timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"description": "   "}, "cannot be empty"),
+        ({"description": "x" * 4001}, "too long (4001 characters)"),
+        ({"category": "weather"}, "Unknown category 'weather'. Choose one of: price, product"),
+        ({"severity": "urgent"}, "Unknown severity 'urgent'. Choose one of: low, medium, high"),
+    ],
+)
+async def test_bad_input_is_refused_clearly_and_writes_nothing(
+    session: AsyncSession, kwargs: dict[str, object], message: str
+) -> None:
+    customer = await make_customer(session)
+    with pytest.raises(InvalidInput) as info:
+        await _file(session, customer, **kwargs)
+    assert message in str(info.value)
+    assert (await session.exec(select(Complaint))).all() == []
+    # The refused filing did not consume a reference.
+    assert (await _file(session, customer)).reference == "C-000001"
+
+
+async def test_unknown_customer_is_refused_and_gives_its_reference_back(
+    session: AsyncSession,
+) -> None:
+    with pytest.raises(CustomerNotFound):
+        await file_complaint(
+            session=session, customer_id=999, category="price", description="Too expensive"
+        )
+    customer = await make_customer(session)
+    assert (await _file(session, customer)).reference == "C-000001"
+
+
+async def test_a_merged_customer_files_under_the_survivor(session: AsyncSession) -> None:
+    survivor = await make_customer(session, "Survivor")
+    absorbed = Customer(name="Old", merged_into_id=survivor.id)
+    session.add(absorbed)
+    await session.commit()
+    complaint = await _file(session, absorbed)
+    assert complaint.customer_id == survivor.id
+
+
+async def test_fifty_concurrent_filings_get_fifty_gap_free_references(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    customer = await make_customer(session)
+
+    async def file_one(i: int) -> str:
+        async with session_factory() as own:
+            complaint = await file_complaint(
+                session=own,
+                customer_id=cid(customer),
+                category="product",
+                description=f"Broken item #{i}",
+            )
+            return complaint.reference
+
+    references = await asyncio.gather(*(file_one(i) for i in range(50)))
+    assert sorted(references) == [f"C-{n:06d}" for n in range(1, 51)]
+
+
+# --------------------------------------------------------------------------------------------
+# Lookup
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed", ["C-000001", "c-1", "C1", "1", "c-000001"])
+async def test_get_complaint_understands_loose_references(
+    session: AsyncSession, typed: str
+) -> None:
+    customer = await make_customer(session)
+    await _file(session, customer)
+    assert (await get_complaint(session=session, reference=typed)).reference == "C-000001"
+
+
+async def test_unknown_reference_names_the_reference(session: AsyncSession) -> None:
+    with pytest.raises(ComplaintNotFound, match="There is no complaint C-000042"):
+        await get_complaint(session=session, reference="c42")
+
+
+async def test_customer_complaints_newest_first_and_closed_ones_optional(
+    session: AsyncSession,
+) -> None:
+    customer = await make_customer(session)
+    other = await make_customer(session, "Other")
+    first = await _file(session, customer, now=T0)
+    second = await _file(session, customer, now=T0 + timedelta(hours=1))
+    await _file(session, other)
+    await _move(session, first.reference, S.resolved, S.closed)
+
+    everything = await list_customer_complaints(session=session, customer_id=cid(customer))
+    assert [c.reference for c in everything] == [second.reference, first.reference]
+    live = await list_customer_complaints(
+        session=session, customer_id=cid(customer), include_closed=False
+    )
+    assert [c.reference for c in live] == [second.reference]
+
+
+async def test_open_queue_is_oldest_first_without_resolved_ones(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    late = await _file(session, customer, now=T0 + timedelta(hours=2))
+    early = await _file(session, customer, now=T0)
+    done = await _file(session, customer, now=T0 + timedelta(hours=1))
+    await _move(session, done.reference, S.resolved)
+    await _move(session, late.reference, S.in_progress)
+
+    queue = await list_open_complaints(session=session)
+    assert [c.reference for c in queue] == [early.reference, late.reference]
+    assert len(await list_open_complaints(session=session, limit=1)) == 1
+
+
+async def test_group_location_is_remembered(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    complaint = await _file(session, customer)
+    assert complaint.id is not None
+    await set_complaint_group_location(
+        session=session,
+        complaint_id=complaint.id,
+        chat_id=-1001234567890123,
+        topic_id=7,
+        message_id=42,
+    )
+    again = await get_complaint(session=session, reference=complaint.reference)
+    assert (again.group_chat_id, again.group_topic_id, again.group_message_id) == (
+        -1001234567890123,
+        7,
+        42,
+    )
+    with pytest.raises(ComplaintNotFound):
+        await set_complaint_group_location(
+            session=session, complaint_id=999, chat_id=1, topic_id=None, message_id=None
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Assignment and comments
+# --------------------------------------------------------------------------------------------
+
+
+async def test_assignment_is_recorded_but_is_not_a_first_response(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    agent = await make_agent(session)
+    complaint = await _file(session, customer)
+
+    assigned = await assign_complaint(
+        session=session, reference="c1", agent_id=aid(agent), now=T0 + timedelta(minutes=5)
+    )
+    assert assigned.assignee_id == agent.id
+    assert assigned.first_response_at is None
+    history = await complaint_history(session=session, reference=complaint.reference)
+    assert [e.action for e in history] == ["filed", "assigned"]
+    with pytest.raises(AgentNotFound):
+        await assign_complaint(session=session, reference="c1", agent_id=999)
+
+
+async def test_closed_complaints_cannot_be_assigned(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    agent = await make_agent(session)
+    complaint = await _file(session, customer)
+    await _move(session, complaint.reference, S.resolved, S.closed)
+    with pytest.raises(InvalidTransition, match="C-000001 is closed; reopen it"):
+        await assign_complaint(session=session, reference="C1", agent_id=aid(agent))
+
+
+async def test_internal_note_is_not_a_response_but_a_visible_comment_is(
+    session: AsyncSession,
+) -> None:
+    customer = await make_customer(session)
+    agent = await make_agent(session)
+    complaint = await _file(session, customer)
+
+    note = await comment_complaint(
+        session=session,
+        reference=complaint.reference,
+        actor_type="agent",
+        actor_id=aid(agent),
+        text="Checking with the carrier",
+        now=T0 + timedelta(minutes=1),
+    )
+    assert note.action == "comment" and note.note == "Checking with the carrier"
+    assert (await get_complaint(session=session, reference="1")).first_response_at is None
+
+    await comment_complaint(
+        session=session,
+        reference=complaint.reference,
+        actor_type=ActorType.agent,
+        actor_id=aid(agent),
+        text="We are on it",
+        visible_to_customer=True,
+        now=T0 + timedelta(minutes=2),
+    )
+    reloaded = await get_complaint(session=session, reference="1")
+    assert reloaded.first_response_at == T0 + timedelta(minutes=2)
+    with pytest.raises(InvalidInput, match="empty"):
+        await comment_complaint(
+            session=session, reference="1", actor_type="customer", actor_id=None, text=" "
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Lifecycle
+# --------------------------------------------------------------------------------------------
+
+# How to bring a fresh complaint into each status through allowed moves.
+PATH_TO = {
+    S.open: [],
+    S.in_progress: [S.in_progress],
+    S.resolved: [S.resolved],
+    S.closed: [S.resolved, S.closed],
+}
+VALID = {
+    (S.open, S.in_progress),
+    (S.open, S.resolved),
+    (S.in_progress, S.resolved),
+    (S.resolved, S.closed),
+    (S.resolved, S.in_progress),
+    (S.resolved, S.open),
+    (S.closed, S.open),
+}
+REOPEN = {(S.resolved, S.in_progress), (S.resolved, S.open), (S.closed, S.open)}
+ALL_PAIRS = [(a, b) for a in ComplaintStatus for b in ComplaintStatus]
+
+
+async def _move(session: AsyncSession, reference: str, *statuses: ComplaintStatus) -> Complaint:
+    complaint = None
+    for minutes, status in enumerate(statuses, start=1):
+        complaint = await transition_complaint(
+            session=session,
+            reference=reference,
+            to_status=status,
+            actor_type=ActorType.system,
+            now=T0 + timedelta(hours=1, minutes=minutes),
+        )
+    assert complaint is not None
+    return complaint
+
+
+@pytest.mark.parametrize(("start", "target"), ALL_PAIRS, ids=[f"{a}->{b}" for a, b in ALL_PAIRS])
+async def test_every_transition_is_allowed_or_refused_as_specified(
+    session: AsyncSession, start: ComplaintStatus, target: ComplaintStatus
+) -> None:
+    customer = await make_customer(session)
+    agent = await make_agent(session)
+    complaint = await _file(session, customer)
+    if PATH_TO[start]:
+        await _move(session, complaint.reference, *PATH_TO[start])
+    reopens_before = (await get_complaint(session=session, reference="1")).reopen_count
+    events_before = len(await complaint_history(session=session, reference="1"))
+
+    async def go() -> Complaint:
+        return await transition_complaint(
+            session=session,
+            reference=complaint.reference,
+            to_status=target,
+            actor_type=ActorType.agent,
+            actor_id=aid(agent),
+            note="done",
+            now=T0 + timedelta(hours=5),
+        )
+
+    if (start, target) not in VALID:
+        with pytest.raises(InvalidTransition) as info:
+            await go()
+        assert str(info.value).startswith(f"C-000001 is {'already ' if start == target else ''}")
+        after = await get_complaint(session=session, reference="1")
+        assert after.status == start
+        assert len(await complaint_history(session=session, reference="1")) == events_before
+        return
+
+    moved = await go()
+    assert moved.status == target
+    assert moved.reopen_count == reopens_before + ((start, target) in REOPEN)
+    assert moved.first_response_at is not None
+    if target == S.resolved:
+        assert moved.resolved_at == T0 + timedelta(hours=5)
+        assert moved.resolution_note == "done"
+    if target == S.closed:
+        assert moved.closed_at == T0 + timedelta(hours=5)
+        assert moved.resolved_at is not None
+    if (start, target) in REOPEN:
+        assert moved.resolved_at is None and moved.closed_at is None
+    last = (await complaint_history(session=session, reference="1"))[-1]
+    assert (last.action, last.from_status, last.to_status, last.actor_id) == (
+        "status_changed",
+        start,
+        target,
+        agent.id,
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "target", "message"),
+    [
+        (S.open, S.closed, "C-000001 is open; it can go to in progress or resolved."),
+        (S.open, S.open, "C-000001 is already open; it can go to in progress or resolved."),
+        (S.in_progress, S.open, "C-000001 is in progress; it can go to resolved."),
+        (
+            S.resolved,
+            S.resolved,
+            "C-000001 is already resolved; it can go to closed or be reopened.",
+        ),
+        (S.closed, S.in_progress, "C-000001 is closed; it can be reopened."),
+    ],
+)
+async def test_refusals_say_where_the_complaint_can_go(
+    session: AsyncSession, start: ComplaintStatus, target: ComplaintStatus, message: str
+) -> None:
+    customer = await make_customer(session)
+    complaint = await _file(session, customer)
+    if PATH_TO[start]:
+        await _move(session, complaint.reference, *PATH_TO[start])
+    with pytest.raises(InvalidTransition) as info:
+        await _move(session, complaint.reference, target)
+    assert str(info.value) == message
+
+
+async def test_customer_may_only_confirm_or_reopen(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    await _file(session, customer)
+    with pytest.raises(InvalidTransition, match="only an agent can move it to resolved"):
+        await transition_complaint(
+            session=session, reference="1", to_status="resolved", actor_type="customer"
+        )
+    await _move(session, "1", S.resolved)
+    reopened = await transition_complaint(
+        session=session, reference="1", to_status="open", actor_type="customer"
+    )
+    assert reopened.reopen_count == 1
+    assert reopened.first_response_at is None  # nobody at the desk has answered yet
+    await _move(session, "1", S.resolved)
+    closed = await transition_complaint(
+        session=session, reference="1", to_status="closed", actor_type="customer"
+    )
+    assert closed.status == S.closed
+
+
+async def test_first_response_is_the_first_agent_move_only(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    agent = await make_agent(session)
+    await _file(session, customer)
+    for minutes, status in ((10, S.in_progress), (20, S.resolved)):
+        complaint = await transition_complaint(
+            session=session,
+            reference="1",
+            to_status=status,
+            actor_type="agent",
+            actor_id=aid(agent),
+            now=T0 + timedelta(minutes=minutes),
+        )
+    assert complaint.first_response_at == T0 + timedelta(minutes=10)
+    assert complaint.resolved_at == T0 + timedelta(minutes=20)
+
+
+async def test_an_agent_move_needs_a_known_agent(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    await _file(session, customer)
+    with pytest.raises(AgentNotFound):
+        await transition_complaint(
+            session=session,
+            reference="1",
+            to_status="in_progress",
+            actor_type="agent",
+            actor_id=None,
+        )
+
+
+async def test_two_agents_moving_the_same_complaint_at_once_do_not_both_win(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    customer = await make_customer(session)
+    anna = await make_agent(session, "Anna", 1)
+    ben = await make_agent(session, "Ben", 2)
+    await _file(session, customer)
+    await _move(session, "1", S.resolved)
+
+    async def reopen(agent_id: int, status: ComplaintStatus) -> Complaint | Exception:
+        async with session_factory() as own:
+            try:
+                return await transition_complaint(
+                    session=own,
+                    reference="1",
+                    to_status=status,
+                    actor_type="agent",
+                    actor_id=agent_id,
+                )
+            except InvalidTransition as exc:
+                return exc
+
+    results = await asyncio.gather(reopen(aid(anna), S.in_progress), reopen(aid(ben), S.open))
+    winners = [r for r in results if isinstance(r, Complaint)]
+    losers = [r for r in results if isinstance(r, InvalidTransition)]
+    assert len(winners) == 1 and len(losers) == 1
+    final = await get_complaint(session=session, reference="1")
+    assert final.reopen_count == 1
+    assert final.status == winners[0].status
+    changes = [
+        e
+        for e in await complaint_history(session=session, reference="1")
+        if e.action == "status_changed"
+    ]
+    assert len(changes) == 2  # the setup's resolve and the single winning reopen
