@@ -1,14 +1,70 @@
-"""`deskbot run` (placeholder until its issue lands)."""
+"""`deskbot run`: start the bot (long polling, or `--webhook`)."""
+
+from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+
+from pydantic import ValidationError
+from telegram.error import InvalidToken, NetworkError
+
+from bot.settings import Settings, describe_validation_error
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("run", help="(not implemented yet)")
-    parser.set_defaults(func=_todo)
+    parser = sub.add_parser(
+        "run",
+        help="run the bot (long polling by default)",
+        description="Run the bot until interrupted. Settings come from DESKBOT_* variables.",
+    )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="receive updates on a webhook server (needs DESKBOT_WEBHOOK_URL) instead of polling",
+    )
+    parser.set_defaults(func=run_command)
 
 
-def _todo(args: argparse.Namespace) -> int:
-    print("not implemented yet")
-    return 1
+def load_settings() -> Settings | str:
+    """Settings, or the one clear message that says which setting is wrong."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        return describe_validation_error(error)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if isinstance(settings, str):
+        return _usage_error(settings)
+    if settings.telegram_token is None or not settings.telegram_token.get_secret_value().strip():
+        return _usage_error(
+            "DESKBOT_TELEGRAM_TOKEN is not set: put the bot token from @BotFather into it"
+        )
+    if args.webhook and not settings.webhook_url:
+        return _usage_error("DESKBOT_WEBHOOK_URL is required with --webhook")
+
+    from bot import runtime  # imported late: keeps `deskbot --help` fast
+
+    try:
+        runtime.run(settings, webhook=args.webhook)
+    except InvalidToken:
+        return _usage_error("DESKBOT_TELEGRAM_TOKEN was rejected by Telegram (invalid token)")
+    except NetworkError as error:
+        print(
+            f"cannot reach the Bot API at DESKBOT_TELEGRAM_API_URL={settings.telegram_api_url}: "
+            f"{error}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _usage_error(message: str) -> int:
+    print(f"deskbot: {message}", file=sys.stderr)
+    return EXIT_USAGE

@@ -3,13 +3,16 @@
 Every field is documented in the README's settings table; keep the two in step.
 """
 
+import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from crm_core.db import DEFAULT_DATABASE_URL
+
+DEFAULT_SLA_HOURS: dict[str, float] = {"low": 72, "medium": 24, "high": 8, "critical": 2}
 
 
 class Settings(BaseSettings):
@@ -43,6 +46,85 @@ class Settings(BaseSettings):
 
     # --- Behaviour --------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="Python logging level.")
+    flow_ttl_minutes: int = Field(
+        default=30, gt=0, description="Minutes after which an unfinished complaint flow expires."
+    )
+    sla_hours: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_SLA_HOURS),
+        description=(
+            "Complaint SLA in hours per severity, as JSON, e.g. "
+            '{"low": 72, "medium": 24, "high": 8, "critical": 2}.'
+        ),
+    )
+    handoff_reminder_minutes: int = Field(
+        default=10, gt=0, description="Minutes before agents are reminded of an unclaimed handoff."
+    )
+    handoff_escalation_minutes: int = Field(
+        default=30, gt=0, description="Minutes before supervisors hear of an unclaimed handoff."
+    )
+    agent_signature: Literal["first_name", "none"] = Field(
+        default="first_name",
+        description="How agent replies are signed to customers: `first_name` or `none`.",
+    )
+    membership_cache_seconds: int = Field(
+        default=60, ge=0, description="Seconds an agents'-group membership check is cached."
+    )
+    sweep_interval_seconds: int = Field(
+        default=60, gt=0, description="Seconds between sweeps for expired flows, reminders, SLAs."
+    )
+    default_phone_region: str | None = Field(
+        default=None,
+        description="ISO country code for phone numbers given without +country (e.g. DE).",
+    )
+
+    # --- Webhook (optional; `deskbot run --webhook`) -----------------------------------------
+    webhook_url: str | None = Field(
+        default=None, description="Public HTTPS URL Telegram posts updates to (webhook mode)."
+    )
+    webhook_listen: str = Field(default="0.0.0.0", description="Address the webhook server binds.")
+    webhook_port: int = Field(
+        default=8443, gt=0, lt=65536, description="Port the webhook server listens on."
+    )
+    webhook_secret_token: SecretStr | None = Field(
+        default=None,
+        description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (webhook mode).",
+    )
+
+    @field_validator("sla_hours", mode="before")
+    @classmethod
+    def _parse_sla(cls, value: Any) -> Any:
+        # Parsed here rather than by pydantic-settings so that bad JSON is a validation error
+        # that names the setting, not a SettingsError traceback.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(
+                    'must be a JSON object of severity to hours, e.g. {"high": 8}'
+                ) from None
+        return value
+
+    @field_validator("sla_hours")
+    @classmethod
+    def _check_sla(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(DEFAULT_SLA_HOURS))
+        if unknown:
+            raise ValueError(
+                f"unknown severities {unknown}; use {sorted(DEFAULT_SLA_HOURS)} as keys"
+            )
+        if any(hours <= 0 for hours in value.values()):
+            raise ValueError("hours must be positive")
+        # Severities not mentioned keep their default, so a partial mapping is fine.
+        return {**DEFAULT_SLA_HOURS, **value}
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if len(value) != 2 or not value.isalpha():
+            raise ValueError("must be a two-letter ISO country code, e.g. DE")
+        return value.upper()
 
     @field_validator("supervisor_ids", mode="before")
     @classmethod

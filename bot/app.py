@@ -1,0 +1,209 @@
+"""Assembles the PTB Application from Settings; `deskbot run` and the e2e tests both use
+:func:`build_application`.
+
+Design decisions:
+- **One database session per update.** :class:`DeskApplication` wraps each update (every
+  handler group and the error handler) in ``handlers.deps.update_scope``.
+- **Ordered per chat, concurrent across chats.** PTB processes updates one at a time by default;
+  one slow chat would stall everyone. :class:`PerChatUpdateProcessor` runs up to
+  ``MAX_CONCURRENT_UPDATES`` updates at once but never two of the same chat (or, without a
+  chat, the same user), so a customer's messages are handled in the order sent.
+- **Flood control.** ``AIORateLimiter`` throttles to Telegram's limits and retries a 429 after
+  its ``retry_after`` (up to ``RATE_LIMIT_RETRIES`` times) instead of failing the handler.
+- **No token in logs.** The token is registered with ``bot.logging_setup``'s redaction filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from telegram import BotCommandScopeAllPrivateChats, Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseHandler,
+    BaseUpdateProcessor,
+    ContextTypes,
+)
+
+from bot.logging_setup import protect_secret
+from bot.settings import Settings
+from crm_core.db import SessionFactory, create_engine, create_session_factory
+from handlers import basic, errors, updates
+from handlers.config import DeskConfig
+from handlers.deps import DEPS_KEY, Deps, DeskContext, update_scope
+from handlers.texts import Texts
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_UPDATES = 64
+RATE_LIMIT_RETRIES = 3
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 15.0
+WRITE_TIMEOUT = 15.0
+MEDIA_WRITE_TIMEOUT = 60.0
+POOL_TIMEOUT = 10.0
+CONNECTION_POOL_SIZE = 32
+
+UpdateObserver = Callable[[object], None]
+
+
+class DeskApplication(Application):
+    """Application that opens one UpdateScope (DB session) around each update."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Called after each update is fully processed (tests use it to know when to look).
+        self.update_observers: list[UpdateObserver] = []
+
+    @property
+    def deps(self) -> Deps:
+        deps = self.bot_data[DEPS_KEY]
+        assert isinstance(deps, Deps)
+        return deps
+
+    async def process_update(self, update: object) -> None:
+        try:
+            async with update_scope(self.deps.session_factory, update):
+                await super().process_update(update)
+        finally:
+            for observer in self.update_observers:
+                observer(update)
+
+
+class PerChatUpdateProcessor(BaseUpdateProcessor):
+    """Concurrent across chats, strictly sequential within one chat."""
+
+    def __init__(self, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: Counter[int] = Counter()
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        key = _ordering_key(update)
+        if key is None:
+            await coroutine
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] += 1
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+
+def _ordering_key(update: object) -> int | None:
+    if not isinstance(update, Update):
+        return None
+    if update.effective_chat is not None:
+        return update.effective_chat.id
+    return update.effective_user.id if update.effective_user is not None else None
+
+
+def desk_config_from_settings(settings: Settings) -> DeskConfig:
+    return DeskConfig(
+        agent_chat_id=settings.agent_chat_id,
+        supervisor_ids=frozenset(settings.supervisor_ids),
+        flow_ttl=timedelta(minutes=settings.flow_ttl_minutes),
+        sla_hours=dict(settings.sla_hours),
+        handoff_reminder_delay=timedelta(minutes=settings.handoff_reminder_minutes),
+        handoff_escalation_delay=timedelta(minutes=settings.handoff_escalation_minutes),
+        agent_signature=settings.agent_signature,
+        membership_cache_seconds=settings.membership_cache_seconds,
+        sweep_interval_seconds=settings.sweep_interval_seconds,
+        default_phone_region=settings.default_phone_region,
+    )
+
+
+def conversation_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[Any, Any, Any]]:
+    """Group-0 handlers in priority order. Feature modules add their ``build_handlers`` here,
+    before the fallbacks (which match any command / non-text message)."""
+    return [
+        *basic.build_handlers(config, texts),
+    ]
+
+
+def build_application(
+    settings: Settings,
+    *,
+    session_factory: SessionFactory | None = None,
+    kb_holder: Any | None = None,
+    extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = (),
+    texts: Texts | None = None,
+) -> DeskApplication:
+    """The fully wired Application. ``extra_handlers`` (tests) go before the fallbacks."""
+    if settings.telegram_token is None or not settings.telegram_token.get_secret_value():
+        raise ValueError("DESKBOT_TELEGRAM_TOKEN is required")
+    token = settings.telegram_token.get_secret_value()
+    protect_secret(token)
+
+    owns_engine = session_factory is None
+    if session_factory is None:
+        session_factory = create_session_factory(create_engine(settings.database_url))
+    config = desk_config_from_settings(settings)
+    texts = texts or Texts()
+    deps = Deps(session_factory=session_factory, config=config, texts=texts, kb_holder=kb_holder)
+
+    async def post_init(app: Application) -> None:
+        await set_command_menus(app, texts)
+
+    async def post_shutdown(app: Application) -> None:
+        if owns_engine:
+            await session_factory.kw["bind"].dispose()
+
+    application = (
+        ApplicationBuilder()
+        .application_class(DeskApplication)
+        .token(token)
+        .base_url(settings.telegram_api_url)
+        .base_file_url(settings.telegram_file_api_url)
+        .context_types(ContextTypes(context=DeskContext))
+        .concurrent_updates(PerChatUpdateProcessor())
+        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .write_timeout(WRITE_TIMEOUT)
+        .media_write_timeout(MEDIA_WRITE_TIMEOUT)
+        .pool_timeout(POOL_TIMEOUT)
+        .connection_pool_size(CONNECTION_POOL_SIZE)
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    assert isinstance(application, DeskApplication)
+    application.bot_data[DEPS_KEY] = deps
+
+    for handler, group in updates.build_handlers():
+        application.add_handler(handler, group=group)
+    application.add_handlers(conversation_handlers(config, texts))
+    application.add_handlers(list(extra_handlers))
+    application.add_handlers(basic.build_fallback_handlers(config, texts))
+    application.add_error_handler(errors.on_error)
+    return application
+
+
+async def set_command_menus(app: Application, texts: Texts) -> None:
+    """The customer command menu, in English by default and in each shipped translation."""
+    # Private chats only: the agents' group should not offer customers' commands.
+    scope = BotCommandScopeAllPrivateChats()
+    await app.bot.set_my_commands(basic.command_menu(texts, None), scope=scope)
+    for lang in texts.languages():
+        if lang != texts.default_language:
+            await app.bot.set_my_commands(
+                basic.command_menu(texts, lang), scope=scope, language_code=lang
+            )

@@ -1,0 +1,35 @@
+"""What the conversation handlers need to know about the deployment.
+
+:class:`DeskConfig` is built from ``bot.settings.Settings`` by ``bot.app`` (handlers never import
+``bot``); tests build it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+DEFAULT_SLA_HOURS: dict[str, float] = {"low": 72, "medium": 24, "high": 8, "critical": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class DeskConfig:
+    agent_chat_id: int | None = None
+    supervisor_ids: frozenset[int] = frozenset()
+    flow_ttl: timedelta = timedelta(minutes=30)
+    # Severity value ("low", "medium", "high", "critical") -> hours until the SLA is due.
+    sla_hours: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SLA_HOURS))
+    handoff_reminder_delay: timedelta = timedelta(minutes=10)
+    handoff_escalation_delay: timedelta = timedelta(minutes=30)
+    agent_signature: Literal["first_name", "none"] = "first_name"
+    membership_cache_seconds: int = 60
+    sweep_interval_seconds: int = 60
+    default_phone_region: str | None = None
+    default_language: str = "en"
+
+    def sla_for(self, severity: str) -> timedelta:
+        return timedelta(hours=self.sla_hours[str(severity)])
+
+    def is_supervisor(self, telegram_user_id: int) -> bool:
+        return telegram_user_id in self.supervisor_ids
