@@ -15,6 +15,7 @@ from crm_core.errors import InvalidInput
 from crm_core.models import Purchase
 from crm_core.services._sql import dialect_insert, unit_of_work
 from crm_core.services.customers import resolve_customer
+from crm_core.services.rfm import invalidate_rfm_cache
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -46,6 +47,7 @@ async def record_purchase(
     ref = external_ref.strip() if external_ref else None
     if ref is not None and len(ref) > 100:
         raise InvalidInput("The purchase reference is too long (at most 100 characters).")
+    invalidate_rfm_cache()
     async with unit_of_work(session):
         customer = await resolve_customer(session, customer_id)
         row = Purchase(
