@@ -39,6 +39,7 @@ from handlers import basic, errors, updates
 from handlers.config import DeskConfig
 from handlers.deps import DEPS_KEY, Deps, DeskContext, update_scope
 from handlers.texts import Texts
+from knowledge_base.holder import KnowledgeBaseHolder
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def build_application(
     settings: Settings,
     *,
     session_factory: SessionFactory | None = None,
-    kb_holder: Any | None = None,
+    kb_holder: KnowledgeBaseHolder | None = None,
     extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = (),
     texts: Texts | None = None,
 ) -> DeskApplication:
@@ -157,6 +158,8 @@ def build_application(
         session_factory = create_session_factory(create_engine(settings.database_url))
     config = desk_config_from_settings(settings)
     texts = texts or Texts()
+    if kb_holder is None:
+        kb_holder = load_knowledge_base(settings)
     deps = Deps(session_factory=session_factory, config=config, texts=texts, kb_holder=kb_holder)
 
     async def post_init(app: Application) -> None:
@@ -195,6 +198,15 @@ def build_application(
     application.add_handlers(basic.build_fallback_handlers(config, texts))
     application.add_error_handler(errors.on_error)
     return application
+
+
+def load_knowledge_base(settings: Settings) -> KnowledgeBaseHolder:
+    """The knowledge base from DESKBOT_KB_DIR (or the bundled sample); broken files are left
+    out with a warning so that the desk still starts."""
+    holder, problems = KnowledgeBaseHolder.load(settings.kb_dir)
+    for problem in problems:
+        log.warning("knowledge base: %s", problem)
+    return holder
 
 
 async def set_command_menus(app: Application, texts: Texts) -> None:

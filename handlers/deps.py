@@ -31,6 +31,7 @@ from crm_core.db import SessionFactory
 from crm_core.models import Customer
 from handlers.config import DeskConfig
 from handlers.texts import Texts
+from knowledge_base.holder import KnowledgeBaseHolder
 
 DEPS_KEY = "deps"
 
@@ -40,7 +41,7 @@ class Deps:
     session_factory: SessionFactory
     config: DeskConfig
     texts: Texts
-    kb_holder: Any | None = None  # knowledge_base.KnowledgeBaseHolder once that exists
+    kb_holder: KnowledgeBaseHolder | None = None
 
 
 @dataclass(slots=True)

@@ -23,9 +23,10 @@ from typing import Any
 
 import jinja2
 
+from knowledge_base.split import split_telegram_html
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 DEFAULT_LANGUAGE = "en"
-TELEGRAM_TEXT_LIMIT = 4096
 
 
 class Texts:
@@ -82,121 +83,5 @@ def render(name: str, lang: str | None = None, **ctx: Any) -> str:
     return default_texts().render(name, lang, **ctx)
 
 
-# --------------------------------------------------------------------------------------------
-# Splitting long HTML into messages Telegram accepts
-# --------------------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"(<[^>]+>)|(&#?\w+;)|([^<&]+|[<&])")
-_TAG_NAME = re.compile(r"</?\s*([a-zA-Z][\w-]*)")
-
-
-def visible_length(html: str) -> int:
-    """Length Telegram counts: the text after entity parsing (tags removed, entities decoded)."""
-    return len(html_lib.unescape(re.sub(r"<[^>]+>", "", html)))
-
-
-def split_telegram_html(html: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
-    """Split Telegram HTML into chunks of at most ``limit`` visible characters.
-
-    Prefers paragraph breaks, then line breaks, then spaces; a tag open across a cut is closed
-    at the end of one chunk and reopened at the start of the next, so every chunk is valid.
-    """
-    if visible_length(html) <= limit:
-        return [html] if html.strip() else []
-    return [c for c in _split(html, limit, ("\n\n", "\n")) if c.strip()]
-
-
-def _split(html: str, limit: int, separators: tuple[str, ...]) -> list[str]:
-    if visible_length(html) <= limit:
-        return [html]
-    if not separators:
-        return _split_words(html, limit)
-    sep, rest = separators[0], separators[1:]
-    chunks: list[str] = []
-    current = ""
-    for block in _balanced_blocks(html, sep):
-        candidate = f"{current}{sep}{block}" if current else block
-        if visible_length(candidate) <= limit:
-            current = candidate
-            continue
-        if current:
-            chunks.append(current)
-        if visible_length(block) <= limit:
-            current = block
-        else:
-            *done, current = _split(block, limit, rest)
-            chunks.extend(done)
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def _balanced_blocks(html: str, sep: str) -> list[str]:
-    """Split at ``sep`` only where no tag is open (a <pre> may contain blank lines)."""
-    blocks: list[str] = []
-    pending = ""
-    for part in html.split(sep):
-        pending = f"{pending}{sep}{part}" if pending else part
-        if not _open_tags(pending):
-            blocks.append(pending)
-            pending = ""
-    if pending:
-        blocks.append(pending)
-    return blocks
-
-
-def _open_tags(html: str) -> list[tuple[str, str]]:
-    stack: list[tuple[str, str]] = []
-    for match in re.finditer(r"<[^>]+>", html):
-        _track_tag(stack, match.group(0))
-    return stack
-
-
-def _track_tag(stack: list[tuple[str, str]], tag: str) -> None:
-    name_match = _TAG_NAME.match(tag)
-    if not name_match:
-        return
-    name = name_match.group(1).lower()
-    if tag.startswith("</"):
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i][0] == name:
-                del stack[i:]
-                break
-    elif not tag.endswith("/>"):
-        stack.append((name, tag))
-
-
-def _split_words(html: str, limit: int) -> list[str]:
-    chunks: list[str] = []
-    stack: list[tuple[str, str]] = []
-    parts: list[str] = []
-    length = 0
-
-    def flush() -> None:
-        nonlocal parts, length
-        if length:
-            chunks.append("".join(parts) + "".join(f"</{n}>" for n, _ in reversed(stack)))
-        parts = [tag for _, tag in stack]
-        length = 0
-
-    for tag, entity, text in _TOKEN.findall(html):
-        if tag:
-            _track_tag(stack, tag)
-            parts.append(tag)
-            continue
-        atoms = [entity] if entity else re.findall(r"\S+\s*|\s+", text)
-        for atom in atoms:
-            size = visible_length(atom) if not entity else 1
-            while size > limit:  # one word longer than a message: hard cut
-                if length:
-                    flush()
-                parts.append(atom[:limit])
-                length = limit
-                flush()
-                atom, size = atom[limit:], size - limit
-            if length + size > limit:
-                flush()
-            parts.append(atom)
-            length += size
-    flush()
-    return chunks
+# Splitting long HTML into messages lives in the knowledge base package (articles need it too).
+__all__ = ["Texts", "default_texts", "render", "split_telegram_html"]

@@ -56,6 +56,8 @@ def message_content_type(message: Message) -> str:
 def describe_inbound(update: Update) -> tuple[InteractionKind, str | None, dict[str, Any]]:
     """Interaction kind, text and details for an inbound update."""
     details: dict[str, Any] = {"update_id": update.update_id}
+    if update.effective_chat is not None:
+        details["chat_id"] = update.effective_chat.id
     if update.callback_query is not None:
         query = update.callback_query
         details.update(type="callback", callback_data=query.data)

@@ -7,8 +7,10 @@ Fixtures:
   :data:`BOTH_DATABASES` to run it on SQLite and PostgreSQL.
 - ``harness``: a started :class:`Harness` (application polling the fake; stopped cleanly after
   the test). ``harness.customer("Alice")`` gives a :class:`Customer` that talks to the bot.
-- ``harness_factory``: ``await harness_factory(extra_handlers=[...], **settings_overrides)``
-  when a test needs extra handlers or other settings.
+- ``harness_factory``: ``await harness_factory(extra_handlers=[...], kb=holder,
+  **settings_overrides)`` when a test needs extra handlers, its own knowledge base or other
+  settings (``agent_chat_id=-100123``...).
+- ``kb_holder``: the bundled sample knowledge base, loaded once per process; do not mutate it.
 
 Example::
 
@@ -19,6 +21,9 @@ Example::
         await harness.restart()                    # same DB and fake, fresh Application
         await alice.ask("/start", contains="Alice")
         await alice.expect_silence()               # nothing more was sent
+
+Read the database only after ``await harness.settle()``: the bot logs a reply after Telegram
+accepted it, so the reply can be visible in the fake a moment before its Interaction exists.
 
 Everything waits on events (the fake's change notifications and the application's "update
 processed" hook), never on sleeps. Keep timeouts at the default 5 s.
@@ -39,6 +44,7 @@ from telegram.ext import BaseHandler
 from bot.app import DeskApplication, build_application
 from bot.settings import Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
+from knowledge_base.holder import KnowledgeBaseHolder
 from tests.conftest import _reset_schema
 from tests.fakes.bot_api import FakeBotAPI, FakeUser, StoredMessage
 
@@ -139,7 +145,7 @@ class Customer:
         """Once every pushed update is processed, the bot sent this chat nothing new."""
         await self.harness.settle(timeout)
         new = self.fake.messages[self.cursor :]
-        unread = [m.text for m in new if m.from_bot and m.chat_id == self.chat_id]
+        unread = [m.text[:100] for m in new if m.from_bot and m.chat_id == self.chat_id]
         assert not unread, f"unexpected messages to {self.user.first_name}: {unread}"
 
     @property
@@ -153,6 +159,7 @@ class Harness:
     fake: FakeBotAPI
     settings: Settings
     session_factory: SessionFactory
+    kb_holder: KnowledgeBaseHolder | None = None
     extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = ()
     application: DeskApplication | None = None
     _next_user_id: int = field(default=5000)
@@ -166,6 +173,7 @@ class Harness:
         application = build_application(
             self.settings,
             session_factory=self.session_factory,
+            kb_holder=self.kb_holder,
             extra_handlers=self.extra_handlers,
         )
         application.update_observers.append(self.fake.note_processed)
@@ -223,6 +231,14 @@ class Harness:
         return Customer(self, user)
 
 
+@pytest.fixture(scope="session")
+def kb_holder() -> KnowledgeBaseHolder:
+    """The bundled sample knowledge base, loaded once per test process (read-only!)."""
+    holder, problems = KnowledgeBaseHolder.load()
+    assert not problems, problems
+    return holder
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeBotAPI]:
     async with FakeBotAPI() as server:
@@ -266,17 +282,24 @@ HarnessFactory = Callable[..., Awaitable[Harness]]
 
 @pytest.fixture
 async def harness_factory(
-    fake: FakeBotAPI, e2e_database_url: str, e2e_session_factory: SessionFactory
+    fake: FakeBotAPI,
+    e2e_database_url: str,
+    e2e_session_factory: SessionFactory,
+    kb_holder: KnowledgeBaseHolder,
 ) -> AsyncIterator[HarnessFactory]:
     started: list[Harness] = []
 
     async def make(
-        *, extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = (), **overrides: Any
+        *,
+        extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = (),
+        kb: KnowledgeBaseHolder | None = None,
+        **overrides: Any,
     ) -> Harness:
         harness = Harness(
             fake=fake,
             settings=make_settings(fake, e2e_database_url, **overrides),
             session_factory=e2e_session_factory,
+            kb_holder=kb or kb_holder,
             extra_handlers=extra_handlers,
         )
         await harness.start()

@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
-from tests.handlers.conftest import BOTH_DATABASES, Harness
+import io
+import logging
+import re
+
+from sqlmodel import col, func, select
+from telegram import Update
+from telegram.ext import CommandHandler
+
+from crm_core.errors import InvalidInput
+from crm_core.models import Customer as CustomerRow
+from crm_core.models import Direction, Interaction
+from handlers.basic import CUSTOMER_COMMANDS
+from handlers.deps import DeskContext
+from handlers.messaging import send_html
+from tests.handlers.conftest import BOTH_DATABASES, Harness, HarnessFactory
+
+
+async def _interactions(harness: Harness, customer_tg_id: int) -> list[Interaction]:
+    await harness.settle()  # the bot logs a reply after Telegram accepted it
+    async with harness.session_factory() as session:
+        rows = await session.exec(select(Interaction).order_by(col(Interaction.id)))
+        return [row for row in rows.all() if row.details.get("chat_id") == customer_tg_id]
 
 
 @BOTH_DATABASES
@@ -13,6 +34,171 @@ async def test_start_greets_by_first_name_escaping_a_hostile_name(harness: Harne
 
     assert "Hello, <b>&!" in reply.text  # shown literally, and the fake's HTML parser accepted it
     assert "&lt;b&gt;&amp;" in (reply.html or "")
-    labels = [b["text"] for b in reply.keyboard_buttons()]
-    assert any("complaint" in label.lower() for label in labels)
-    assert any(b.get("request_contact") for b in reply.keyboard_buttons())
+    buttons = reply.keyboard_buttons()
+    assert any("complaint" in b["text"].lower() for b in buttons)
+    assert any(b.get("request_contact") for b in buttons)
+    # Inbound command and outbound greeting are both on the customer's timeline.
+    rows = await _interactions(harness, mallory.id)
+    assert [(r.direction, r.text) for r in rows] == [
+        (Direction.inbound, "/start"),
+        (Direction.outbound, reply.text),
+    ]
+    async with harness.session_factory() as session:
+        customer = (await session.exec(select(CustomerRow))).one()
+    assert customer.name == "<b>&" and customer.last_seen_at is not None
+    assert rows[0].customer_id == rows[1].customer_id == customer.id
+
+
+@BOTH_DATABASES
+async def test_redelivered_update_is_processed_and_logged_once(harness: Harness) -> None:
+    alice = harness.customer("Alice")
+    await alice.ask("/start", contains="Alice")
+    update_id = harness.fake.delivered_update_ids[-1]
+
+    harness.fake.redeliver(update_id)
+
+    await alice.expect_silence()
+    assert harness.fake.delivered_update_ids.count(update_id) == 2  # it did arrive twice
+    async with harness.session_factory() as session:
+        inbound = await session.exec(
+            select(func.count()).where(Interaction.idempotency_key == f"tg:{update_id}")
+        )
+        outbound = await session.exec(
+            select(func.count()).where(Interaction.direction == Direction.outbound)
+        )
+        assert inbound.one() == 1
+        assert outbound.one() == 1
+
+
+async def test_set_my_commands_at_start_lists_the_customer_menu(harness: Harness) -> None:
+    commands = harness.fake.commands[("all_private_chats", "")]
+    assert [c["command"] for c in commands] == list(CUSTOMER_COMMANDS)
+    assert all(c["description"] for c in commands)
+
+
+async def test_token_never_logged_even_at_debug(harness_factory: HarnessFactory) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        harness = await harness_factory()  # installs the redaction filter on root handlers
+        alice = harness.customer("Alice")
+        await alice.ask("/start", contains="Alice")
+        await harness.restart()
+        await alice.ask("/help", contains="/complaint")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    logged = stream.getvalue()
+    assert "getUpdates" in logged and "sendMessage" in logged  # the URLs were logged...
+    assert harness.fake.token not in logged  # ...without the token
+    assert harness.fake.token.split(":")[1] not in logged
+    assert not re.search(r"bot\d+:[A-Za-z0-9_-]{10,}", logged)
+
+
+async def test_failing_handler_gives_a_short_apology_and_keeps_the_message(
+    harness_factory: HarnessFactory,
+) -> None:
+    async def boom(update: Update, context: DeskContext) -> None:
+        raise RuntimeError("secret internal detail")
+
+    harness = await harness_factory(extra_handlers=[CommandHandler("boom", boom)])
+    alice = harness.customer("Alice")
+
+    reply = await alice.ask("/boom please", contains="Sorry")
+
+    assert "secret internal detail" not in reply.text and "Traceback" not in reply.text
+    rows = await _interactions(harness, alice.id)
+    assert rows[0].direction == Direction.inbound and rows[0].text == "/boom please"
+    # The bot keeps working after the failure.
+    await alice.ask("/help", contains="/complaint")
+
+
+async def test_domain_error_is_shown_as_its_friendly_message(
+    harness_factory: HarnessFactory,
+) -> None:
+    async def bad_input(update: Update, context: DeskContext) -> None:
+        raise InvalidInput("That does not look like an e-mail address.")
+
+    harness = await harness_factory(extra_handlers=[CommandHandler("bad", bad_input)])
+    alice = harness.customer("Alice")
+
+    reply = await alice.ask("/bad", contains="e-mail")
+
+    assert reply.text == "That does not look like an e-mail address."
+
+
+async def test_long_text_is_split_into_messages_telegram_accepts(
+    harness_factory: HarnessFactory,
+) -> None:
+    paragraph = "<b>Step</b> " + "do this &amp; that, " * 40
+    long_html = "\n\n".join(f"{i}. {paragraph}" for i in range(30))
+
+    async def long_answer(update: Update, context: DeskContext) -> None:
+        await send_html(context, long_html)
+
+    harness = await harness_factory(extra_handlers=[CommandHandler("long", long_answer)])
+    alice = harness.customer("Alice")
+    await alice.send("/long")
+    await harness.settle()
+
+    parts = alice.replies
+    assert len(parts) >= 6
+    assert all(len(p.text) <= 4096 for p in parts)
+    assert not [r for r in harness.fake.calls("sendMessage") if r.error]
+    assert "".join(p.text for p in parts).count("do this & that") == 30 * 40
+    outbound = [r for r in await _interactions(harness, alice.id) if r.direction == "out"]
+    assert len(outbound) == 1 and outbound[0].details["message_ids"] == [
+        p.message_id for p in parts
+    ]
+
+
+async def test_unknown_command_and_unsupported_content_get_a_helpful_answer(
+    harness: Harness,
+) -> None:
+    alice = harness.customer("Alice")
+    reply = await alice.ask("/frobnicate now", contains="/frobnicate")
+    assert "/help" in reply.text
+
+    await alice.send_sticker()
+    assert "text" in (await alice.expect("sticker")).text
+    await alice.send_voice()
+    await alice.expect("voice")
+
+
+async def test_rate_limited_reply_is_retried_after_retry_after(harness: Harness) -> None:
+    alice = harness.customer("Alice")
+    harness.fake.rate_limit("sendMessage", chat_id=alice.id, retry_after=1)
+
+    await alice.ask("/help", contains="/complaint")
+
+    attempts = [r for r in harness.fake.calls("sendMessage") if r.params["chat_id"] == alice.id]
+    assert [r.error.code if r.error else 200 for r in attempts] == [429, 200]
+    assert attempts[1].time - attempts[0].time >= 1
+
+
+async def test_blocked_customer_does_not_break_the_bot(harness: Harness) -> None:
+    bob, alice = harness.customer("Bob"), harness.customer("Alice")
+    harness.fake.block(bob.id)
+
+    await bob.send("/start")
+    await harness.settle()
+    await alice.ask("/start", contains="Alice")
+
+    rows = await _interactions(harness, bob.id)
+    assert [r.direction for r in rows] == [Direction.inbound]  # no outbound: nothing arrived
+
+
+@BOTH_DATABASES
+async def test_restart_keeps_the_customer(harness: Harness) -> None:
+    alice = harness.customer("Alice")
+    await alice.ask("/start", contains="Alice")
+
+    await harness.restart()
+    await alice.ask("/start", contains="Alice")
+
+    async with harness.session_factory() as session:
+        assert len((await session.exec(select(CustomerRow))).all()) == 1
