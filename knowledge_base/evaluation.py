@@ -165,14 +165,15 @@ def tune_thresholds(
     data, the one separating "right article in the top 3" from out-of-scope best; without, the
     level that keeps 95% of those right top-3 questions above it."""
     targets = targets or TuneTargets()
-    levels = sorted({round(s.top_confidence, 4) for s in scored} | {1.0})
+    levels = sorted({s.top_confidence for s in scored} | {1.0})
     answer = 1.0
-    for level in levels:
+    for position, level in enumerate(levels):
         report = summarize(scored, level, 0.0)
         precision_ok = (report.answer_precision or 0.0) >= targets.answer_precision
         oos_ok = report.oos_recall is None or report.oos_recall >= targets.oos_recall
         if precision_ok and oos_ok:
-            answer = level
+            # halfway to the next lower score: same decisions here, a margin for new questions
+            answer = (level + levels[position - 1]) / 2 if position else level
             break
     suggest = _suggest_threshold(scored, answer)
     settings = KbSettings(answer, suggest)
@@ -187,7 +188,7 @@ def _suggest_threshold(scored: Sequence[ScoredQuery], answer: float) -> float:
     if outside.size == 0:
         return float(min(answer, np.percentile(hits, 5)))
     best, best_score = answer, -1.0
-    for level in sorted(set(np.round(np.concatenate([hits, outside]), 4))):
+    for level in sorted(set(np.concatenate([hits, outside]).tolist())):
         if level > answer:
             break
         score = float((hits >= level).mean() + (outside < level).mean())

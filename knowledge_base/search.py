@@ -65,9 +65,11 @@ class SearchIndex:
         self._char = TfidfVectorizer(
             analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, dtype=np.float32
         )
+        self._classifier: LinearSVC | None = None
+        if not texts:  # an empty knowledge base answers nothing
+            return
         matrix = self._fit_features(texts)
         self._matrix_t = matrix.T.tocsr()
-        self._classifier: LinearSVC | None = None
         budget_ok = len(self.articles) * len(texts) <= CLASSIFIER_BUDGET
         wanted = budget_ok if use_classifier is None else use_classifier
         if len(self.articles) >= 2 and wanted:

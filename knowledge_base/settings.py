@@ -76,8 +76,8 @@ def _threshold(data: dict[str, Any], key: str, default: float) -> float:
 def write_settings(directory: Path, settings: KbSettings) -> Path:
     path = directory / SETTINGS_FILE
     data: dict[str, Any] = {
-        "answer_threshold": round(settings.answer_threshold, 4),
-        "suggest_threshold": round(settings.suggest_threshold, 4),
+        "answer_threshold": round(settings.answer_threshold, 6),
+        "suggest_threshold": round(settings.suggest_threshold, 6),
     }
     if settings.tuned_on:
         data["tuned_on"] = settings.tuned_on
