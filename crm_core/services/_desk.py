@@ -19,17 +19,28 @@ E = TypeVar("E", bound=StrEnum)
 
 @asynccontextmanager
 async def transaction(session: AsyncSession) -> AsyncIterator[None]:
-    """One unit of work: commit on success, roll back on any error so nothing is half-written.
+    """One unit of work: commit on success; on any error discard everything it wrote.
 
-    Read-only services use it too: on SQLite every transaction holds the write lock (BEGIN
-    IMMEDIATE), so it must end as soon as the work is done.
+    The work runs in a SAVEPOINT so that a failure rolls back only that work: a full rollback
+    would expire every object the caller holds, and reading one afterwards (e.g. to word the
+    error for the user) would then try lazy IO and fail under asyncio. The outer transaction is
+    still ended either way: on SQLite it holds the write lock (BEGIN IMMEDIATE), on PostgreSQL
+    row locks, so read-only services end it too.
     """
     try:
-        yield
+        async with session.begin_nested():
+            yield
     except Exception:
-        await session.rollback()
+        await _end_after_error(session)
         raise
     await session.commit()
+
+
+async def _end_after_error(session: AsyncSession) -> None:
+    try:
+        await session.commit()  # the savepoint is gone: this writes nothing of the failed work
+    except Exception:  # the connection itself is broken: give up the whole transaction
+        await session.rollback()
 
 
 def dialect_name(session: AsyncSession) -> str:

@@ -241,8 +241,8 @@ async def move_handoff_chat(*, session: AsyncSession, old_chat_id: int, new_chat
                 update(model).where(col(column) == old_chat_id).values({column: new_chat_id})
             )
             moved += result.rowcount
+        # ORM-enabled UPDATEs also refresh the matching objects already loaded in the session.
         moved += await _move_links(session, old_chat_id, new_chat_id)
-    session.expire_all()
     return moved
 
 

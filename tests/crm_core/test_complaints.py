@@ -92,24 +92,23 @@ async def test_filing_uses_the_given_sla_policy(session: AsyncSession) -> None:
     assert complaint.sla_due_at == T0 + timedelta(hours=2)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"description": "   "}, "cannot be empty"),
-        ({"description": "x" * 4001}, "too long (4001 characters)"),
-        ({"category": "weather"}, "Unknown category 'weather'. Choose one of: price, product"),
-        ({"severity": "urgent"}, "Unknown severity 'urgent'. Choose one of: low, medium, high"),
-    ],
-)
-async def test_bad_input_is_refused_clearly_and_writes_nothing(
-    session: AsyncSession, kwargs: dict[str, object], message: str
-) -> None:
+BAD_INPUT = [
+    ({"description": "   "}, "cannot be empty"),
+    ({"description": "x" * 4001}, "too long (4001 characters)"),
+    ({"category": "weather"}, "Unknown category 'weather'. Choose one of: price, product"),
+    ({"severity": "urgent"}, "Unknown severity 'urgent'. Choose one of: low, medium, high"),
+]
+
+
+async def test_bad_input_is_refused_clearly_and_writes_nothing(session: AsyncSession) -> None:
     customer = await make_customer(session)
-    with pytest.raises(InvalidInput) as info:
-        await _file(session, customer, **kwargs)
-    assert message in str(info.value)
+    for kwargs, message in BAD_INPUT:
+        with pytest.raises(InvalidInput) as info:
+            await _file(session, customer, **kwargs)
+        assert message in str(info.value)
     assert (await session.exec(select(Complaint))).all() == []
-    # The refused filing did not consume a reference.
+    assert (await session.exec(select(Interaction))).all() == []
+    # The refused filings did not consume references.
     assert (await _file(session, customer)).reference == "C-000001"
 
 
@@ -157,13 +156,11 @@ async def test_fifty_concurrent_filings_get_fifty_gap_free_references(
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("typed", ["C-000001", "c-1", "C1", "1", "c-000001"])
-async def test_get_complaint_understands_loose_references(
-    session: AsyncSession, typed: str
-) -> None:
+async def test_get_complaint_understands_loose_references(session: AsyncSession) -> None:
     customer = await make_customer(session)
     await _file(session, customer)
-    assert (await get_complaint(session=session, reference=typed)).reference == "C-000001"
+    for typed in ["C-000001", "c-1", "C1", "1", "c-000001", " c 1 "]:
+        assert (await get_complaint(session=session, reference=typed)).reference == "C-000001"
 
 
 async def test_unknown_reference_names_the_reference(session: AsyncSession) -> None:
@@ -311,7 +308,6 @@ VALID = {
     (S.closed, S.open),
 }
 REOPEN = {(S.resolved, S.in_progress), (S.resolved, S.open), (S.closed, S.open)}
-ALL_PAIRS = [(a, b) for a in ComplaintStatus for b in ComplaintStatus]
 
 
 async def _move(session: AsyncSession, reference: str, *statuses: ComplaintStatus) -> Complaint:
@@ -328,39 +324,71 @@ async def _move(session: AsyncSession, reference: str, *statuses: ComplaintStatu
     return complaint
 
 
-@pytest.mark.parametrize(("start", "target"), ALL_PAIRS, ids=[f"{a}->{b}" for a, b in ALL_PAIRS])
+# What an agent is told when a move from each status is refused.
+OPTIONS = {
+    S.open: "it can go to in progress or resolved.",
+    S.in_progress: "it can go to resolved.",
+    S.resolved: "it can go to closed or be reopened.",
+    S.closed: "it can be reopened.",
+}
+
+
+@pytest.mark.parametrize("start", list(ComplaintStatus))
 async def test_every_transition_is_allowed_or_refused_as_specified(
-    session: AsyncSession, start: ComplaintStatus, target: ComplaintStatus
+    session: AsyncSession, start: ComplaintStatus
 ) -> None:
     customer = await make_customer(session)
     agent = await make_agent(session)
-    complaint = await _file(session, customer)
-    if PATH_TO[start]:
-        await _move(session, complaint.reference, *PATH_TO[start])
-    reopens_before = (await get_complaint(session=session, reference="1")).reopen_count
-    events_before = len(await complaint_history(session=session, reference="1"))
+    for target in ComplaintStatus:
+        complaint = await _file(session, customer)
+        if PATH_TO[start]:
+            await _move(session, complaint.reference, *PATH_TO[start])
+        if (start, target) in VALID:
+            await _check_allowed(session, complaint.reference, start, target, aid(agent))
+        else:
+            await _check_refused(session, complaint.reference, start, target, aid(agent))
 
-    async def go() -> Complaint:
-        return await transition_complaint(
-            session=session,
-            reference=complaint.reference,
-            to_status=target,
-            actor_type=ActorType.agent,
-            actor_id=aid(agent),
-            note="done",
-            now=T0 + timedelta(hours=5),
-        )
 
-    if (start, target) not in VALID:
-        with pytest.raises(InvalidTransition) as info:
-            await go()
-        assert str(info.value).startswith(f"C-000001 is {'already ' if start == target else ''}")
-        after = await get_complaint(session=session, reference="1")
-        assert after.status == start
-        assert len(await complaint_history(session=session, reference="1")) == events_before
-        return
+async def _agent_move(
+    session: AsyncSession, reference: str, target: ComplaintStatus, agent_id: int
+) -> Complaint:
+    return await transition_complaint(
+        session=session,
+        reference=reference,
+        to_status=target,
+        actor_type=ActorType.agent,
+        actor_id=agent_id,
+        note="done",
+        now=T0 + timedelta(hours=5),
+    )
 
-    moved = await go()
+
+async def _check_refused(
+    session: AsyncSession,
+    reference: str,
+    start: ComplaintStatus,
+    target: ComplaintStatus,
+    agent_id: int,
+) -> None:
+    events_before = len(await complaint_history(session=session, reference=reference))
+    with pytest.raises(InvalidTransition) as info:
+        await _agent_move(session, reference, target, agent_id)
+    state = f"already {start.value}" if start == target else start.value
+    assert str(info.value) == f"{reference} is {state.replace('_', ' ')}; {OPTIONS[start]}"
+    after = await get_complaint(session=session, reference=reference)
+    assert after.status == start
+    assert len(await complaint_history(session=session, reference=reference)) == events_before
+
+
+async def _check_allowed(
+    session: AsyncSession,
+    reference: str,
+    start: ComplaintStatus,
+    target: ComplaintStatus,
+    agent_id: int,
+) -> None:
+    reopens_before = (await get_complaint(session=session, reference=reference)).reopen_count
+    moved = await _agent_move(session, reference, target, agent_id)
     assert moved.status == target
     assert moved.reopen_count == reopens_before + ((start, target) in REOPEN)
     assert moved.first_response_at is not None
@@ -372,39 +400,14 @@ async def test_every_transition_is_allowed_or_refused_as_specified(
         assert moved.resolved_at is not None
     if (start, target) in REOPEN:
         assert moved.resolved_at is None and moved.closed_at is None
-    last = (await complaint_history(session=session, reference="1"))[-1]
+        assert moved.resolution_note is None
+    last = (await complaint_history(session=session, reference=reference))[-1]
     assert (last.action, last.from_status, last.to_status, last.actor_id) == (
         "status_changed",
         start,
         target,
-        agent.id,
+        agent_id,
     )
-
-
-@pytest.mark.parametrize(
-    ("start", "target", "message"),
-    [
-        (S.open, S.closed, "C-000001 is open; it can go to in progress or resolved."),
-        (S.open, S.open, "C-000001 is already open; it can go to in progress or resolved."),
-        (S.in_progress, S.open, "C-000001 is in progress; it can go to resolved."),
-        (
-            S.resolved,
-            S.resolved,
-            "C-000001 is already resolved; it can go to closed or be reopened.",
-        ),
-        (S.closed, S.in_progress, "C-000001 is closed; it can be reopened."),
-    ],
-)
-async def test_refusals_say_where_the_complaint_can_go(
-    session: AsyncSession, start: ComplaintStatus, target: ComplaintStatus, message: str
-) -> None:
-    customer = await make_customer(session)
-    complaint = await _file(session, customer)
-    if PATH_TO[start]:
-        await _move(session, complaint.reference, *PATH_TO[start])
-    with pytest.raises(InvalidTransition) as info:
-        await _move(session, complaint.reference, target)
-    assert str(info.value) == message
 
 
 async def test_customer_may_only_confirm_or_reopen(session: AsyncSession) -> None:
