@@ -33,8 +33,10 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Integer, case, func, literal, select
+from sqlalchemy.engine import Engine
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -269,7 +271,10 @@ class _Distribution:
         return len(self.frequency)
 
 
-_cache: dict[tuple[str, int, datetime | None], _Distribution] = {}
+# Per engine (so two databases never share an entry), then per (window, explicit `now`).
+_cache: WeakKeyDictionary[Engine, dict[tuple[int, datetime | None], _Distribution]] = (
+    WeakKeyDictionary()
+)
 
 
 def invalidate_rfm_cache() -> None:
@@ -280,8 +285,9 @@ def invalidate_rfm_cache() -> None:
 async def _distribution(session: AsyncSession, now: datetime, window_days: int) -> _Distribution:
     # A caller-supplied `now` (reports, tests) gets its own entry; "now" itself shares one.
     explicit = abs((utcnow() - now).total_seconds()) > 5
-    key = (session.get_bind().engine.url.render_as_string(), window_days, now if explicit else None)
-    cached = _cache.get(key)
+    entries = _cache.setdefault(session.get_bind().engine, {})
+    key = (window_days, now if explicit else None)
+    cached = entries.get(key)
     if cached is not None and time.monotonic() - cached.loaded_at < CACHE_TTL.total_seconds():
         return cached
     rows = (await session.exec(_aggregate_query(now, window_days))).all()
@@ -291,7 +297,7 @@ async def _distribution(session: AsyncSession, now: datetime, window_days: int) 
         monetary=sorted(int(row.monetary) for row in rows),
         loaded_at=time.monotonic(),
     )
-    if len(_cache) >= _CACHE_SIZE:
-        _cache.clear()
-    _cache[key] = dist
+    if len(entries) >= _CACHE_SIZE:
+        entries.clear()
+    entries[key] = dist
     return dist
