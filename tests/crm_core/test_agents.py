@@ -1,0 +1,79 @@
+import asyncio
+
+import pytest
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.db import SessionFactory
+from crm_core.errors import AgentNotFound, InvalidInput
+from crm_core.models import Agent, AgentRole
+from crm_core.services.agents import (
+    ensure_agent,
+    get_agent,
+    get_agent_by_telegram,
+    list_agents,
+    set_agent_active,
+)
+
+ANNA = 5_000_000_001  # Telegram ids exceed 32 bits
+
+
+async def test_ensure_creates_then_refreshes_the_name(session: AsyncSession) -> None:
+    created = await ensure_agent(session=session, telegram_user_id=ANNA, display_name="Anna")
+    assert (created.role, created.active) == (AgentRole.agent, True)
+    renamed = await ensure_agent(
+        session=session, telegram_user_id=ANNA, display_name="  Anna   Berg "
+    )
+    assert renamed.id == created.id and renamed.display_name == "Anna Berg"
+    found = await get_agent_by_telegram(session=session, telegram_user_id=ANNA)
+    assert found is not None and found.display_name == "Anna Berg"
+    assert await get_agent_by_telegram(session=session, telegram_user_id=1) is None
+
+
+async def test_role_is_kept_unless_told(session: AsyncSession) -> None:
+    await ensure_agent(
+        session=session, telegram_user_id=ANNA, display_name="Anna", role="supervisor"
+    )
+    kept = await ensure_agent(session=session, telegram_user_id=ANNA, display_name="Anna")
+    assert kept.role == AgentRole.supervisor
+    demoted = await ensure_agent(
+        session=session, telegram_user_id=ANNA, display_name="Anna", role=AgentRole.agent
+    )
+    assert demoted.role == AgentRole.agent
+    with pytest.raises(
+        InvalidInput, match=r"Unknown role 'boss'\. Choose one of: agent, supervisor\."
+    ):
+        await ensure_agent(session=session, telegram_user_id=ANNA, display_name="A", role="boss")
+    with pytest.raises(InvalidInput, match="display name"):
+        await ensure_agent(session=session, telegram_user_id=ANNA, display_name="   ")
+
+
+async def test_first_contact_from_two_updates_at_once_creates_one_agent(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    async def ensure() -> int | None:
+        async with session_factory() as own:
+            agent = await ensure_agent(session=own, telegram_user_id=ANNA, display_name="Anna")
+            return agent.id
+
+    ids = await asyncio.gather(*(ensure() for _ in range(5)))
+    assert len(set(ids)) == 1
+    assert len((await session.exec(select(Agent))).all()) == 1
+
+
+async def test_deactivated_agents_leave_the_list_but_stay_known(session: AsyncSession) -> None:
+    anna = await ensure_agent(session=session, telegram_user_id=ANNA, display_name="Anna")
+    await ensure_agent(session=session, telegram_user_id=2, display_name="Ben")
+    assert anna.id is not None
+    await set_agent_active(session=session, agent_id=anna.id, active=False)
+
+    assert [a.display_name for a in await list_agents(session=session)] == ["Ben"]
+    everyone = await list_agents(session=session, include_inactive=True)
+    assert [a.display_name for a in everyone] == ["Anna", "Ben"]
+    assert (await get_agent(session=session, agent_id=anna.id)).active is False
+    back = await set_agent_active(session=session, agent_id=anna.id, active=True)
+    assert back.active
+    with pytest.raises(AgentNotFound):
+        await set_agent_active(session=session, agent_id=999, active=True)
+    with pytest.raises(AgentNotFound):
+        await get_agent(session=session, agent_id=999)
