@@ -161,28 +161,24 @@ async def test_unverified_phone_of_live_customer_is_refused(session: AsyncSessio
     assert result.merged_customer_ids == [a.id]
 
 
-@pytest.mark.parametrize("raw", ["", "12345", "hello", "+1 555", "+49 151"])
-async def test_invalid_phone_is_a_clear_error_and_writes_nothing(
-    session: AsyncSession, raw: str
-) -> None:
+async def test_invalid_phone_is_a_clear_error_and_writes_nothing(session: AsyncSession) -> None:
     c = await identify_customer(session=session, channel="telegram", external_id="1")
     assert c.id
-    with pytest.raises(InvalidPhone) as err:
-        await link_phone(session=session, customer_id=c.id, phone=raw, verified=True)
-    assert "international format" in str(err.value)
+    for raw in ["", "12345", "hello", "+1 555", "+49 151", "+49 151 1234567890123"]:
+        with pytest.raises(InvalidPhone) as err:
+            await link_phone(session=session, customer_id=c.id, phone=raw, verified=True)
+        assert "international format" in str(err.value), raw
     fresh = await get_customer(session=session, customer_id=c.id)
     assert fresh.phone is None and not fresh.identity_verified
 
 
-@pytest.mark.parametrize("raw", ["", "foo", "foo@", "a b@example.com", "x@localhost"])
-async def test_invalid_email_is_a_clear_error_and_writes_nothing(
-    session: AsyncSession, raw: str
-) -> None:
+async def test_invalid_email_is_a_clear_error_and_writes_nothing(session: AsyncSession) -> None:
     c = await identify_customer(session=session, channel="telegram", external_id="1")
     assert c.id
-    with pytest.raises(InvalidEmail) as err:
-        await link_email(session=session, customer_id=c.id, email=raw)
-    assert "name@example.com" in str(err.value)
+    for raw in ["", "foo", "foo@", "a b@example.com", "x@localhost", "@example.com"]:
+        with pytest.raises(InvalidEmail) as err:
+            await link_email(session=session, customer_id=c.id, email=raw)
+        assert "name@example.com" in str(err.value), raw
     assert (await get_customer(session=session, customer_id=c.id)).email is None
 
 
