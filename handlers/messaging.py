@@ -38,6 +38,7 @@ def plain_text(html: str) -> str:
 async def reply(
     context: DeskContext,
     template: str,
+    /,
     *,
     chat_id: int | None = None,
     customer_id: int | None = None,

@@ -55,13 +55,13 @@ class Texts:
                 return path
         raise jinja2.TemplateNotFound(f"{self.default_language}/{name}.j2")
 
-    def render(self, name: str, lang: str | None = None, **ctx: Any) -> str:
-        """Render template ``name`` as Telegram HTML, stripped of surrounding whitespace."""
-        return self.env.get_template(self.resolve(name, lang)).render(**ctx).strip()
+    def render(self, template: str, lang: str | None = None, /, **ctx: Any) -> str:
+        """Render ``template`` as Telegram HTML, stripped of surrounding whitespace."""
+        return self.env.get_template(self.resolve(template, lang)).render(**ctx).strip()
 
-    def render_plain(self, name: str, lang: str | None = None, **ctx: Any) -> str:
+    def render_plain(self, template: str, lang: str | None = None, /, **ctx: Any) -> str:
         """Render and un-escape, for places that take plain text (command menu, button labels)."""
-        return html_lib.unescape(self.render(name, lang, **ctx))
+        return html_lib.unescape(self.render(template, lang, **ctx))
 
 
 def _language_candidates(lang: str | None, default: str) -> list[str]:
@@ -78,9 +78,9 @@ def default_texts() -> Texts:
     return Texts()
 
 
-def render(name: str, lang: str | None = None, **ctx: Any) -> str:
+def render(template: str, lang: str | None = None, /, **ctx: Any) -> str:
     """Shortcut on the bundled templates: ``render("greeting", "en", first_name="Ann")``."""
-    return default_texts().render(name, lang, **ctx)
+    return default_texts().render(template, lang, **ctx)
 
 
 # Splitting long HTML into messages lives in the knowledge base package (articles need it too).

@@ -684,6 +684,7 @@ class FakeBotAPI:
         params, uploads = await _read_params(request)
         record = RecordedRequest(method=method, params=params, time=time.time())
         self.requests.append(record)
+        self._notify()  # waiters see the request at once (getUpdates answers only later)
         try:
             self._check_failures(method, params)
             handler = getattr(self, f"_api_{method}", None)

@@ -1,0 +1,105 @@
+"""`deskbot run`: clear errors for bad settings, and a real run against the fake Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.conftest import _reset_schema
+from tests.fakes.bot_api import FakeBotAPI, FakeUser
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No DESKBOT_* from the outer environment and no .env file."""
+    for name in list(os.environ):
+        if name.startswith("DESKBOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+def test_missing_token_exits_2_naming_the_setting(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "DESKBOT_TELEGRAM_TOKEN" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DESKBOT_SUPERVISOR_IDS", "12,abc"),
+        ("DESKBOT_SLA_HOURS", "{not json"),
+        ("DESKBOT_SLA_HOURS", '{"urgent": 1}'),
+        ("DESKBOT_AGENT_CHAT_ID", "the-agents"),
+        ("DESKBOT_FLOW_TTL_MINUTES", "0"),
+        ("DESKBOT_AGENT_SIGNATURE", "full_name"),
+        ("DESKBOT_DEFAULT_PHONE_REGION", "Germany"),
+    ],
+)
+def test_malformed_setting_exits_2_naming_it(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    clean_env.setenv("DESKBOT_TELEGRAM_TOKEN", "1:x")
+    clean_env.setenv(name, value)
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 2  # the heading and one line for the one problem
+
+
+def test_webhook_mode_needs_its_url(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("DESKBOT_TELEGRAM_TOKEN", "1:x")
+    assert main(["run", "--webhook"]) == 2
+    assert "DESKBOT_WEBHOOK_URL" in capsys.readouterr().err
+
+
+async def test_run_polls_answers_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    """The real command in a subprocess, DEBUG logging, against the fake Bot API."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"
+    from crm_core.db import create_engine
+
+    engine = create_engine(database_url)
+    await _reset_schema(engine)
+    await engine.dispose()
+    async with FakeBotAPI() as fake:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DESKBOT_")}
+        env.update(
+            DESKBOT_TELEGRAM_TOKEN=fake.token,
+            DESKBOT_TELEGRAM_API_URL=fake.api_url,
+            DESKBOT_DATABASE_URL=database_url,
+            DESKBOT_LOG_LEVEL="DEBUG",
+            PYTHONPATH=str(REPO),
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run",
+            cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await fake.wait_for(lambda: fake.calls("getUpdates"), timeout=30)
+            alice = FakeUser(id=42, first_name="Alice")
+            fake.push_message(alice, "/start")
+            await fake.wait_for_message(alice.id, contains="Alice", timeout=10)
+            assert fake.commands  # setMyCommands ran at start
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)
+            _, stderr_bytes = await asyncio.wait_for(process.communicate(), timeout=20)
+        stderr = stderr_bytes.decode()
+        assert process.returncode == 0, stderr[-3000:]
+        assert "getUpdates" in stderr  # DEBUG logging did log request URLs...
+        assert fake.token not in stderr  # ...but never the token
+        assert fake.token.split(":")[1] not in stderr
