@@ -8,15 +8,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 from rapidfuzz import fuzz
 from rapidfuzz import process as fuzz_process
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
-from sklearn.svm import LinearSVC
+
+if TYPE_CHECKING:
+    from sklearn.svm import LinearSVC
 
 from knowledge_base.models import Article
 from knowledge_base.normalize import normalize_text
@@ -45,6 +44,15 @@ class SearchIndex:
         weights: BlendWeights | None = None,
         use_classifier: bool | None = None,
     ) -> None:
+        # Imported here: scikit-learn takes seconds to import, and only building an index needs it.
+        import scipy.sparse as sp
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.preprocessing import normalize
+        from sklearn.svm import LinearSVC
+
+        self._hstack = sp.hstack
+        self._normalize = normalize
         self.articles = tuple(articles)
         self.weights = weights or BlendWeights()
         texts: list[str] = []
@@ -86,17 +94,21 @@ class SearchIndex:
                 self._intercept = self._classifier.intercept_.astype(np.float32)
 
     @property
+    def has_classifier(self) -> bool:
+        return self._classifier is not None
+
+    @property
     def phrasing_count(self) -> int:
         return len(self._texts)
 
-    def _fit_features(self, texts: list[str]) -> sp.csr_matrix:
+    def _fit_features(self, texts: list[str]) -> Any:
         words = self._word.fit_transform(texts)
         chars = self._char.fit_transform(texts)
-        return normalize(sp.hstack([words, chars]).tocsr())
+        return self._normalize(self._hstack([words, chars]).tocsr())
 
-    def _features(self, text: str) -> sp.csr_matrix:
-        vector = sp.hstack([self._word.transform([text]), self._char.transform([text])])
-        return normalize(vector.tocsr())
+    def _features(self, text: str) -> Any:
+        vector = self._hstack([self._word.transform([text]), self._char.transform([text])])
+        return self._normalize(vector.tocsr())
 
     def rank(self, question: str, limit: int = 3) -> list[tuple[Article, float]]:
         """Best ``limit`` articles with a confidence in [0, 1], best first."""
