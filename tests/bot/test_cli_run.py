@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.cli import main
@@ -103,3 +105,70 @@ async def test_run_polls_answers_and_stops_cleanly_on_sigint(tmp_path: Path) -> 
         assert "getUpdates" in stderr  # DEBUG logging did log request URLs...
         assert fake.token not in stderr  # ...but never the token
         assert fake.token.split(":")[1] not in stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_run_webhook_registers_and_accepts_only_the_secret(tmp_path: Path) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'hook.db'}"
+    from crm_core.db import create_engine
+
+    engine = create_engine(database_url)
+    await _reset_schema(engine)
+    await engine.dispose()
+    port = _free_port()
+    hook_url = f"http://127.0.0.1:{port}/telegram/hook"
+    async with FakeBotAPI() as fake:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DESKBOT_")}
+        env.update(
+            DESKBOT_TELEGRAM_TOKEN=fake.token,
+            DESKBOT_TELEGRAM_API_URL=fake.api_url,
+            DESKBOT_DATABASE_URL=database_url,
+            DESKBOT_WEBHOOK_URL=hook_url,
+            DESKBOT_WEBHOOK_LISTEN="127.0.0.1",
+            DESKBOT_WEBHOOK_PORT=str(port),
+            DESKBOT_WEBHOOK_SECRET_TOKEN="s3cret-hook",
+            PYTHONPATH=str(REPO),
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", "--webhook",
+            cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            registered = await fake.wait_for_request("setWebhook", timeout=30)
+            assert registered.params["url"] == hook_url
+            assert registered.params["secret_token"] == "s3cret-hook"
+            alice = FakeUser(id=42, first_name="Alice")
+            fake.private_chat(alice)
+            update = {
+                "update_id": 1,
+                "message": {
+                    "message_id": 1, "date": 0, "chat": {"id": 42, "type": "private"},
+                    "from": alice.to_dict(), "text": "/start",
+                    "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+                },
+            }  # fmt: skip
+            async with aiohttp.ClientSession() as http:
+                for _ in range(50):  # the server may open a moment after setWebhook
+                    try:
+                        async with http.post(hook_url, json=update) as wrong:
+                            assert wrong.status == 403  # no secret header: refused
+                        break
+                    except aiohttp.ClientConnectorError:
+                        await asyncio.sleep(0.1)
+                headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret-hook"}
+                async with http.post(hook_url, json=update, headers=headers) as right:
+                    assert right.status == 200
+            await fake.wait_for_message(42, contains="Alice", timeout=10)
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)
+            _, stderr_bytes = await asyncio.wait_for(process.communicate(), timeout=20)
+        stderr = stderr_bytes.decode()
+        assert process.returncode == 0, stderr[-3000:]
+        assert fake.token not in stderr

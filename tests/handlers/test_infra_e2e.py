@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
 
 from sqlmodel import col, func, select
 from telegram import Update
-from telegram.ext import CommandHandler
+from telegram.ext import CallbackQueryHandler, CommandHandler
 
 from crm_core.errors import InvalidInput
 from crm_core.models import Customer as CustomerRow
@@ -16,6 +17,7 @@ from crm_core.models import Direction, Interaction
 from handlers.basic import CUSTOMER_COMMANDS
 from handlers.deps import DeskContext
 from handlers.messaging import send_html
+from tests.fakes.bot_api import FakeUser
 from tests.handlers.conftest import BOTH_DATABASES, Harness, HarnessFactory
 
 
@@ -202,3 +204,56 @@ async def test_restart_keeps_the_customer(harness: Harness) -> None:
 
     async with harness.session_factory() as session:
         assert len((await session.exec(select(CustomerRow))).all()) == 1
+
+
+async def test_one_chat_is_handled_in_order_while_other_chats_proceed(
+    harness_factory: HarnessFactory,
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(update: Update, context: DeskContext) -> None:
+        await release.wait()
+        await send_html(context, "slow one done")
+
+    harness = await harness_factory(extra_handlers=[CommandHandler("slow", slow)])
+    alice, bob = harness.customer("Alice"), harness.customer("Bob")
+    await alice.send("/slow")
+    await alice.send("/help")
+
+    await bob.ask("/help", contains="/complaint")  # Bob is not stuck behind Alice
+    assert not alice.replies  # Alice's /help waits for her /slow
+
+    release.set()
+    await alice.expect("slow one done")
+    await alice.expect("/complaint")  # ...and comes after it
+
+
+async def test_group_messages_are_not_customers(harness: Harness) -> None:
+    agents = harness.fake.add_group(-100777, "Agents", members={901: "member"})
+    agent = FakeUser(id=901, first_name="Agent")
+    harness.fake.push_message(agent, "/start", chat=agents)
+    harness.fake.push_message(agent, "hello team", chat=agents)
+    await harness.settle()
+
+    assert not harness.fake.sent_to(agents.id)
+    async with harness.session_factory() as session:
+        assert (await session.exec(select(func.count()).select_from(CustomerRow))).one() == 0
+        assert (await session.exec(select(func.count()).select_from(Interaction))).one() == 0
+
+
+async def test_button_press_is_logged_and_a_failure_still_answers_it(
+    harness_factory: HarnessFactory,
+) -> None:
+    async def explode(update: Update, context: DeskContext) -> None:
+        raise RuntimeError("boom")
+
+    harness = await harness_factory(extra_handlers=[CallbackQueryHandler(explode)])
+    alice = harness.customer("Alice")
+    greeting = await alice.ask("/start", contains="Alice")
+
+    query_id = await alice.callback("m:ask", greeting)
+
+    await alice.expect("Sorry")
+    await harness.fake.wait_for(lambda: query_id in harness.fake.answered_callbacks)
+    rows = await _interactions(harness, alice.id)
+    assert rows[-2].details["callback_data"] == "m:ask"
