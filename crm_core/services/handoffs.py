@@ -24,6 +24,7 @@ from crm_core.clock import utcnow
 from crm_core.errors import (
     AgentNotFound,
     AlreadyClaimed,
+    ComplaintNotFound,
     CustomerNotFound,
     HandoffNotFound,
     InvalidInput,
@@ -95,6 +96,8 @@ async def open_handoff(
     async with transaction(session):
         if await session.get(Customer, customer_id) is None:
             raise CustomerNotFound(f"There is no customer #{customer_id}.")
+        if complaint_id is not None and await session.get(Complaint, complaint_id) is None:
+            raise ComplaintNotFound(f"There is no complaint #{complaint_id}.")
         existing = await _open_for(session, customer_id)
         if existing is not None:
             if complaint_id is not None and existing.complaint_id is None:
@@ -298,16 +301,29 @@ async def claim_handoff(
 async def record_agent_reply(
     *, session: AsyncSession, handoff_id: int, agent_id: int, now: datetime | None = None
 ) -> Handoff:
-    """Note the first time an agent answered the customer (kept once, for the statistics)."""
+    """Note the first time an agent answered the customer (kept once, for the statistics).
+
+    An agent who answers a customer still waiting has taken them: the handoff is claimed for
+    that agent (so reminders stop), exactly as ``claim_handoff`` would, unless someone else
+    claimed it in the meantime.
+    """
     now = now or utcnow()
     async with transaction(session):
-        await _active_agent(session, agent_id)
+        agent = await _active_agent(session, agent_id)
+        claimed = await session.exec(
+            update(Handoff)
+            .where(col(Handoff.id) == handoff_id, col(Handoff.status) == H.waiting)
+            .values(status=H.claimed, agent_id=agent_id, claimed_at=now, next_reminder_at=None)
+        )
         await session.exec(
             update(Handoff)
             .where(col(Handoff.id) == handoff_id, col(Handoff.first_agent_reply_at).is_(None))
             .values(first_agent_reply_at=now)
         )
-        return await _get(session, handoff_id)
+        handoff = await _get(session, handoff_id)
+        if claimed.rowcount == 1:
+            _log(session, handoff, "claimed", Direction.internal, now, agent=agent.display_name)
+        return handoff
 
 
 async def close_handoff(

@@ -9,6 +9,7 @@ from crm_core.db import SessionFactory
 from crm_core.errors import (
     AgentNotFound,
     AlreadyClaimed,
+    ComplaintNotFound,
     CustomerNotFound,
     HandoffNotFound,
     InvalidInput,
@@ -131,9 +132,17 @@ async def test_concurrent_requests_open_exactly_one_handoff(
     assert len((await session.exec(select(Handoff))).all()) == 1
 
 
-async def test_opening_for_an_unknown_customer_is_refused(session: AsyncSession) -> None:
+async def test_opening_for_an_unknown_customer_or_complaint_is_refused(
+    session: AsyncSession,
+) -> None:
     with pytest.raises(CustomerNotFound):
         await open_handoff(session=session, customer_id=404, reminder_after=REMIND)
+    customer = await make_customer(session)
+    with pytest.raises(ComplaintNotFound, match="There is no complaint #77"):
+        await open_handoff(
+            session=session, customer_id=cid(customer), complaint_id=77, reminder_after=REMIND
+        )
+    assert (await session.exec(select(Handoff))).all() == []
 
 
 async def test_a_complaint_is_attached_to_the_current_handoff(session: AsyncSession) -> None:
@@ -222,7 +231,9 @@ async def test_claim_refusals(session: AsyncSession) -> None:
         await claim_handoff(session=session, handoff_id=hid(handoff), agent_id=aid(anna))
 
 
-async def test_first_agent_reply_is_kept_once(session: AsyncSession) -> None:
+async def test_first_agent_reply_is_kept_once_and_claims_a_waiting_customer(
+    session: AsyncSession,
+) -> None:
     customer = await make_customer(session)
     anna = await make_agent(session)
     handoff = await _open(session, customer)
@@ -234,6 +245,33 @@ async def test_first_agent_reply_is_kept_once(session: AsyncSession) -> None:
             now=T0 + timedelta(minutes=minutes),
         )
     assert replied.first_agent_reply_at == T0 + timedelta(minutes=3)
+    assert (replied.status, replied.agent_id, replied.claimed_at) == (
+        H.claimed,
+        anna.id,
+        T0 + timedelta(minutes=3),
+    )
+    assert replied.next_reminder_at is None
+
+
+async def test_a_reply_does_not_take_a_customer_from_a_colleague(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    anna = await make_agent(session, "Anna", 1)
+    ben = await make_agent(session, "Ben", 2)
+    handoff = await _open(session, customer)
+    await claim_handoff(session=session, handoff_id=hid(handoff), agent_id=aid(anna))
+    replied = await record_agent_reply(session=session, handoff_id=hid(handoff), agent_id=aid(ben))
+    assert replied.agent_id == anna.id and replied.first_agent_reply_at is not None
+
+
+async def test_inactive_agents_cannot_claim(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    gone = await make_agent(session, "Gone", 3)
+    gone.active = False
+    await session.commit()
+    handoff = await _open(session, customer)
+    with pytest.raises(AgentNotFound, match="Gone is no longer an active agent"):
+        await claim_handoff(session=session, handoff_id=hid(handoff), agent_id=aid(gone))
+    assert (await get_handoff(session=session, handoff_id=hid(handoff))).status == H.waiting
 
 
 # --------------------------------------------------------------------------------------------
