@@ -11,11 +11,18 @@ Design decisions:
 - **Flood control.** ``AIORateLimiter`` throttles to Telegram's limits and retries a 429 after
   its ``retry_after`` (up to ``RATE_LIMIT_RETRIES`` times) instead of failing the handler.
 - **No token in logs.** The token is registered with ``bot.logging_setup``'s redaction filter.
+- **Periodic work** (expired flows, reminders, SLA checks): ``sweepers()`` lists
+  ``async def sweep(context: DeskContext)`` functions; the application runs each every
+  ``sweep_interval_seconds`` in its own scope (session). State lives in the database, so a
+  restart loses nothing. (PTB's JobQueue would need APScheduler; this needs nothing.)
+
+Feature modules plug in by adding to :func:`conversation_handlers` and :func:`sweepers`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,6 +60,7 @@ POOL_TIMEOUT = 10.0
 CONNECTION_POOL_SIZE = 32
 
 UpdateObserver = Callable[[object], None]
+Sweeper = Callable[[DeskContext], Awaitable[None]]
 
 
 class DeskApplication(Application):
@@ -62,6 +70,9 @@ class DeskApplication(Application):
         super().__init__(**kwargs)
         # Called after each update is fully processed (tests use it to know when to look).
         self.update_observers: list[UpdateObserver] = []
+        # Periodic work (expired flows, reminders, SLA checks), every sweep_interval_seconds.
+        self.sweepers: list[Sweeper] = []
+        self._sweep_task: asyncio.Task[None] | None = None
 
     @property
     def deps(self) -> Deps:
@@ -76,6 +87,34 @@ class DeskApplication(Application):
         finally:
             for observer in self.update_observers:
                 observer(update)
+
+    async def start(self) -> None:
+        await super().start()
+        interval = self.deps.config.sweep_interval_seconds
+        self._sweep_task = asyncio.create_task(self._sweep_forever(interval), name="sweeps")
+
+    async def stop(self) -> None:
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep_task
+            self._sweep_task = None
+        await super().stop()
+
+    async def run_sweeps(self) -> None:
+        """Run every sweeper once, each in its own scope (session); a failing sweeper is
+        logged and does not stop the others. Tests call this instead of waiting."""
+        for sweeper in self.sweepers:
+            async with update_scope(self.deps.session_factory):
+                try:
+                    await sweeper(DeskContext(self))
+                except Exception:
+                    log.exception("sweeper %s failed", getattr(sweeper, "__qualname__", sweeper))
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.run_sweeps()
 
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
@@ -139,6 +178,11 @@ def conversation_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[
     ]
 
 
+def sweepers(config: DeskConfig) -> list[Sweeper]:
+    """Periodic jobs; feature modules add theirs here (``async def sweep(context)``)."""
+    return []
+
+
 def build_application(
     settings: Settings,
     *,
@@ -197,6 +241,7 @@ def build_application(
     application.add_handlers(list(extra_handlers))
     application.add_handlers(basic.build_fallback_handlers(config, texts))
     application.add_error_handler(errors.on_error)
+    application.sweepers.extend(sweepers(config))
     return application
 
 

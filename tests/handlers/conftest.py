@@ -12,6 +12,12 @@ Fixtures:
   settings (``agent_chat_id=-100123``...).
 - ``kb_holder``: the bundled sample knowledge base, loaded once per process; do not mutate it.
 
+Agents: ``group = harness.agents_group()`` (a forum supergroup in the fake; build the harness
+with ``harness_factory(agent_chat_id=group.id)``... or create the group id up front), then
+``sam = harness.agent("Sam", group=group)``; ``await sam.send("text", thread_id=...)``,
+``await sam.expect("New handoff")``, ``await sam.press("Claim", card)``.
+Periodic work: ``await harness.sweep()`` runs every sweeper once, now.
+
 Example::
 
     async def test_help(harness: Harness) -> None:
@@ -41,12 +47,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
 from telegram.ext import BaseHandler
 
-from bot.app import DeskApplication, build_application
+from bot.app import DeskApplication, Sweeper, build_application
 from bot.settings import Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
 from knowledge_base.holder import KnowledgeBaseHolder
 from tests.conftest import _reset_schema
-from tests.fakes.bot_api import FakeBotAPI, FakeUser, StoredMessage
+from tests.fakes.bot_api import FakeBotAPI, FakeChat, FakeUser, StoredMessage
 
 BOTH_DATABASES = pytest.mark.parametrize(
     "e2e_database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
@@ -154,6 +160,63 @@ class Customer:
         return self.fake.sent_to(self.chat_id)
 
 
+class Agent:
+    """A person in the agents' group, from the test's side (group messages, topics, buttons;
+    ``expect_private`` for what the bot sends them directly)."""
+
+    def __init__(self, harness: Harness, user: FakeUser, group: FakeChat) -> None:
+        self.harness = harness
+        self.user = user
+        self.group = group
+        self.cursor = len(harness.fake.messages)
+
+    @property
+    def fake(self) -> FakeBotAPI:
+        return self.harness.fake
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    async def send(
+        self, text: str, *, thread_id: int | None = None, reply_to: StoredMessage | None = None
+    ) -> StoredMessage:
+        """Write in the group (in a forum topic with ``thread_id``; as a reply with
+        ``reply_to``)."""
+        return self.fake.push_message(
+            self.user, text, chat=self.group, thread_id=thread_id, reply_to=reply_to
+        )
+
+    async def press(self, label: str, message: StoredMessage) -> str:
+        return self.fake.push_callback(self.user, message.button(label)["callback_data"], message)
+
+    async def expect(
+        self,
+        contains: str | None = None,
+        *,
+        thread_id: int | None = None,
+        timeout: float = 5,  # noqa: ASYNC109
+    ) -> StoredMessage:
+        """The next bot message in the group after this agent's cursor."""
+        message = await self.fake.wait_for_message(
+            self.group.id, contains, since=self.cursor, thread_id=thread_id, timeout=timeout
+        )
+        self.cursor = self.fake.messages.index(message) + 1
+        return message
+
+    async def expect_private(
+        self,
+        contains: str | None = None,
+        *,
+        timeout: float = 5,  # noqa: ASYNC109
+    ) -> StoredMessage:
+        message = await self.fake.wait_for_message(
+            self.user.id, contains, since=self.cursor, timeout=timeout
+        )
+        self.cursor = self.fake.messages.index(message) + 1
+        return message
+
+
 @dataclass
 class Harness:
     fake: FakeBotAPI
@@ -161,6 +224,7 @@ class Harness:
     session_factory: SessionFactory
     kb_holder: KnowledgeBaseHolder | None = None
     extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = ()
+    extra_sweepers: Sequence[Sweeper] = ()
     application: DeskApplication | None = None
     _next_user_id: int = field(default=5000)
 
@@ -177,6 +241,7 @@ class Harness:
             extra_handlers=self.extra_handlers,
         )
         application.update_observers.append(self.fake.note_processed)
+        application.sweepers.extend(self.extra_sweepers)
         await application.initialize()
         if application.post_init is not None:  # run_polling would call it
             await application.post_init(application)
@@ -207,6 +272,35 @@ class Harness:
     async def settle(self, timeout: float = 5) -> None:  # noqa: ASYNC109
         """Wait until every update pushed so far has been fully processed."""
         await self.fake.wait_processed(timeout)
+
+    async def sweep(self) -> None:
+        """Run the periodic sweepers once, now (instead of waiting for the interval)."""
+        await self.settle()
+        await self.app.run_sweeps()
+
+    def agents_group(
+        self, chat_id: int = -1001000000001, *, forum: bool = True, title: str = "Agents"
+    ) -> FakeChat:
+        """The agents' supergroup in the fake (pass ``agent_chat_id=chat_id`` to the factory)."""
+        return self.fake.add_group(chat_id, title, forum=forum)
+
+    def agent(
+        self,
+        first_name: str = "Sam",
+        *,
+        group: FakeChat,
+        user_id: int | None = None,
+        status: str = "member",
+        language_code: str | None = "en",
+    ) -> Agent:
+        """A member of ``group`` (``status``: member, administrator, creator, left...)."""
+        if user_id is None:
+            self._next_user_id += 1
+            user_id = self._next_user_id
+        user = FakeUser(id=user_id, first_name=first_name, language_code=language_code)
+        self.fake.private_chat(user)
+        self.fake.set_member(group.id, user.id, status)
+        return Agent(self, user, group)
 
     def customer(
         self,
@@ -292,6 +386,7 @@ async def harness_factory(
     async def make(
         *,
         extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = (),
+        extra_sweepers: Sequence[Sweeper] = (),
         kb: KnowledgeBaseHolder | None = None,
         **overrides: Any,
     ) -> Harness:
@@ -301,6 +396,7 @@ async def harness_factory(
             session_factory=e2e_session_factory,
             kb_holder=kb or kb_holder,
             extra_handlers=extra_handlers,
+            extra_sweepers=extra_sweepers,
         )
         await harness.start()
         started.append(harness)

@@ -257,3 +257,27 @@ async def test_button_press_is_logged_and_a_failure_still_answers_it(
     await harness.fake.wait_for(lambda: query_id in harness.fake.answered_callbacks)
     rows = await _interactions(harness, alice.id)
     assert rows[-2].details["callback_data"] == "m:ask"
+
+
+async def test_sweepers_run_in_their_own_scope_and_failures_are_contained(
+    harness_factory: HarnessFactory,
+) -> None:
+    seen: list[str] = []
+
+    async def broken(context: DeskContext) -> None:
+        raise RuntimeError("sweeper bug")
+
+    async def announce(context: DeskContext) -> None:
+        seen.append(type(context.session).__name__)
+        group_id = context.deps.config.agent_chat_id
+        assert group_id is not None
+        await send_html(context, "sweep <b>ran</b>", chat_id=group_id)
+
+    harness = await harness_factory(extra_sweepers=[broken, announce], agent_chat_id=-1001000000001)
+    group = harness.agents_group(-1001000000001)
+    sam = harness.agent("Sam", group=group)
+
+    await harness.sweep()
+
+    assert seen == ["AsyncSession"]
+    assert (await sam.expect("sweep ran")).html == "sweep <b>ran</b>"
