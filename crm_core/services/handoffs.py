@@ -43,6 +43,9 @@ from crm_core.models import (
 from crm_core.services._desk import insert_ignoring_conflict, log_desk_event, transaction
 
 H = HandoffStatus
+# Conditional UPDATEs refresh in-session objects only for the rows the database really changed
+# (RETURNING), never from a possibly stale in-memory evaluation of the WHERE clause.
+SYNC_MATCHED = "fetch"
 MIN_SCORE, MAX_SCORE = 1, 5
 MAX_TEXT_LENGTH = 2000
 
@@ -284,6 +287,7 @@ async def claim_handoff(
             update(Handoff)
             .where(col(Handoff.id) == handoff_id, col(Handoff.status) == H.waiting)
             .values(status=H.claimed, agent_id=agent_id, claimed_at=now, next_reminder_at=None)
+            .execution_options(synchronize_session=SYNC_MATCHED)
         )
         handoff = await _get(session, handoff_id)
         if result.rowcount == 1:
@@ -314,11 +318,13 @@ async def record_agent_reply(
             update(Handoff)
             .where(col(Handoff.id) == handoff_id, col(Handoff.status) == H.waiting)
             .values(status=H.claimed, agent_id=agent_id, claimed_at=now, next_reminder_at=None)
+            .execution_options(synchronize_session=SYNC_MATCHED)
         )
         await session.exec(
             update(Handoff)
             .where(col(Handoff.id) == handoff_id, col(Handoff.first_agent_reply_at).is_(None))
             .values(first_agent_reply_at=now)
+            .execution_options(synchronize_session=SYNC_MATCHED)
         )
         handoff = await _get(session, handoff_id)
         if claimed.rowcount == 1:
@@ -469,13 +475,16 @@ async def _advance(
             col(Handoff.next_reminder_at) <= now,
         )
         .values(changes)
+        .execution_options(synchronize_session=SYNC_MATCHED)
     )
     if result.rowcount != 1:
         return None  # another sweeper (or a claim) got there first
+    kind = ReminderKind.escalate if escalate else ReminderKind.reannounce
+    _log(session, handoff, f"reminder_{kind.value}", Direction.internal, now)
     return DueReminder(
         handoff_id=handoff.id,
         customer_id=handoff.customer_id,
-        kind=ReminderKind.escalate if escalate else ReminderKind.reannounce,
+        kind=kind,
         reminders_sent=seen if escalate else seen + 1,
         requested_at=handoff.requested_at,
         chat_id=handoff.chat_id,

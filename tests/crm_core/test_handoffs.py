@@ -459,6 +459,8 @@ async def test_reannounce_then_escalate_then_silence(session: AsyncSession) -> N
     assert stored.escalated_at == T0 + 2 * REMIND
     assert stored.next_reminder_at is None
     assert await _sweep(session, 10 * REMIND) == []
+    actions = [e.details["action"] for e in await _events(session, InteractionKind.handoff_event)]
+    assert actions == ["opened", "reminder_reannounce", "reminder_escalate"]
 
 
 async def test_more_reannouncements_before_escalating(session: AsyncSession) -> None:
