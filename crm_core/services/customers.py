@@ -240,8 +240,9 @@ async def _link_no_commit(
                 "Please confirm it (e.g. share your contact) so we can link the accounts."
             )
         assert holder.id is not None
-        await _merge_no_commit(session, customer, holder)
-        merged.append(holder.id)
+        customer, absorbed = await _merge_no_commit(session, customer, holder)
+        if absorbed is not None:
+            merged.append(absorbed)
     if getattr(customer, field_name) != value:
         setattr(customer, field_name, value)
     if verified:
@@ -266,17 +267,48 @@ async def merge_customers(
         survivor = await resolve_customer(session, survivor_id)
         absorbed = await resolve_customer(session, absorbed_id)
         if survivor.id != absorbed.id:
-            await _merge_no_commit(session, survivor, absorbed, now=now)
+            survivor, _ = await _merge_no_commit(session, survivor, absorbed, now=now)
     return survivor
 
 
 _MOVED_MODELS: tuple[Any, ...] = (Interaction, Complaint, Purchase, ChannelIdentity, FlowState)
 
 
+async def _lock_pair(
+    session: AsyncSession, survivor_id: int, absorbed_id: int
+) -> tuple[Customer, Customer]:
+    """Lock both rows (in id order, so two merges of the same pair queue instead of
+    deadlocking) and re-resolve them: a concurrent merge may have just made one a tombstone.
+    SQLite needs no row locks: its write transactions are serialised already."""
+    for _ in range(_MAX_MERGE_HOPS):
+        stmt = (
+            select(Customer)
+            .where(col(Customer.id).in_([survivor_id, absorbed_id]))
+            .order_by(col(Customer.id))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        rows = {c.id: c for c in (await session.exec(stmt)).all()}
+        survivor, absorbed = rows[survivor_id], rows[absorbed_id]
+        if survivor.merged_into_id is None and absorbed.merged_into_id is None:
+            return survivor, absorbed
+        survivor_id = survivor.merged_into_id or survivor_id
+        absorbed_id = absorbed.merged_into_id or absorbed_id
+        if survivor_id == absorbed_id:
+            final = await resolve_customer(session, survivor_id)
+            return final, final
+    raise AssertionError("merge chain too long")  # pragma: no cover
+
+
 async def _merge_no_commit(
     session: AsyncSession, survivor: Customer, absorbed: Customer, *, now: datetime | None = None
-) -> None:
+) -> tuple[Customer, int | None]:
+    """Returns the survivor and the id it absorbed (None if a concurrent merge did it)."""
     now = now or utcnow()
+    assert survivor.id is not None and absorbed.id is not None
+    survivor, absorbed = await _lock_pair(session, survivor.id, absorbed.id)
+    if survivor.id == absorbed.id:
+        return survivor, None
     assert survivor.id is not None and absorbed.id is not None
     closed_handoff = await _close_duplicate_open_handoff(session, survivor.id, absorbed.id, now)
     for model in (*_MOVED_MODELS, Handoff):
@@ -310,6 +342,7 @@ async def _merge_no_commit(
         )
     )
     await session.flush()
+    return survivor, absorbed.id
 
 
 def _fill_survivor(survivor: Customer, absorbed: Customer, taken: dict[str, str | None]) -> None:

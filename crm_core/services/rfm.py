@@ -61,7 +61,7 @@ HIBERNATING = "Hibernating"
 LOST = "Lost"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RfmScore:
     customer_id: int
     recency_days: int
@@ -157,20 +157,22 @@ def _scored_query(now: datetime, window_days: int) -> Any:
 
 
 def _to_score(row: Any, now: datetime) -> RfmScore:
-    last_at = as_utc(row.last_at)
-    r, f, m = int(row.r), int(row.f), int(row.m)
+    customer_id, last_at, frequency, monetary, cur_min, cur_max, r, f, m = row
+    last_at = as_utc(last_at)
+    r, f, m = int(r), int(f), int(m)
+    # Positional: this runs once per customer in rfm_table (100k+ rows).
     return RfmScore(
-        customer_id=int(row.customer_id),
-        recency_days=max(0, (now - last_at).days),
-        frequency=int(row.frequency),
-        monetary_minor=int(row.monetary),
-        currency=row.cur_min if row.cur_min == row.cur_max else MIXED_CURRENCY,
-        r=r,
-        f=f,
-        m=m,
-        segment=segment_for(r, f),
-        tier=tier_for(r, f, m),
-        last_purchase_at=last_at,
+        int(customer_id),
+        max(0, (now - last_at).days),
+        int(frequency),
+        int(monetary),
+        cur_min if cur_min == cur_max else MIXED_CURRENCY,
+        r,
+        f,
+        m,
+        segment_for(r, f),
+        tier_for(r, f, m),
+        last_at,
     )
 
 

@@ -304,3 +304,28 @@ async def test_tags_are_trimmed_lowercased_and_unique(session: AsyncSession) -> 
     assert c.tags == ["vip"]
     c = await add_tags(session=session, customer_id=c.id, tags=["wholesale"])
     assert (await get_customer(session=session, customer_id=c.id)).tags == ["vip", "wholesale"]
+
+
+async def test_concurrent_opposite_merges_leave_one_survivor(
+    session_factory: SessionFactory,
+) -> None:
+    async with session_factory() as s:
+        a = await identify_customer(session=s, channel="telegram", external_id="1")
+        b = await identify_customer(session=s, channel="telegram", external_id="2")
+        assert a.id and b.id
+        a_id, b_id = a.id, b.id
+
+    async def merge(survivor: int, absorbed: int) -> int | None:
+        async with session_factory() as s:
+            return (await merge_customers(session=s, survivor_id=survivor, absorbed_id=absorbed)).id
+
+    results = await asyncio.wait_for(
+        asyncio.gather(merge(a_id, b_id), merge(b_id, a_id), merge(a_id, b_id)), 60
+    )
+    assert len(set(results)) == 1
+    async with session_factory() as s:
+        rows = (await s.exec(select(Customer).order_by(Customer.id))).all()
+        live = [c.id for c in rows if c.merged_into_id is None]
+        assert live == [results[0]]
+        identities = (await s.exec(select(ChannelIdentity.customer_id))).all()
+        assert set(identities) == {results[0]}
