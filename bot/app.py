@@ -190,8 +190,10 @@ def build_application(
     kb_holder: KnowledgeBaseHolder | None = None,
     extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = (),
     texts: Texts | None = None,
+    rate_limiter: AIORateLimiter | None = None,
 ) -> DeskApplication:
-    """The fully wired Application. ``extra_handlers`` (tests) go before the fallbacks."""
+    """The fully wired Application. ``extra_handlers`` (tests) go before the fallbacks;
+    ``rate_limiter`` replaces Telegram's real limits (tests relax the 20/min per group)."""
     if settings.telegram_token is None or not settings.telegram_token.get_secret_value():
         raise ValueError("DESKBOT_TELEGRAM_TOKEN is required")
     token = settings.telegram_token.get_secret_value()
@@ -221,7 +223,7 @@ def build_application(
         .base_file_url(settings.telegram_file_api_url)
         .context_types(ContextTypes(context=DeskContext))
         .concurrent_updates(PerChatUpdateProcessor())
-        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .rate_limiter(rate_limiter or AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .write_timeout(WRITE_TIMEOUT)

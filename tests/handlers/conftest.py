@@ -45,9 +45,9 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
-from telegram.ext import BaseHandler
+from telegram.ext import AIORateLimiter, BaseHandler
 
-from bot.app import DeskApplication, Sweeper, build_application
+from bot.app import RATE_LIMIT_RETRIES, DeskApplication, Sweeper, build_application
 from bot.settings import Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
 from knowledge_base.holder import KnowledgeBaseHolder
@@ -239,6 +239,10 @@ class Harness:
             session_factory=self.session_factory,
             kb_holder=self.kb_holder,
             extra_handlers=self.extra_handlers,
+            # Telegram allows 20 messages a minute per group; tests send more than that.
+            rate_limiter=AIORateLimiter(
+                overall_max_rate=1000, group_max_rate=1000, max_retries=RATE_LIMIT_RETRIES
+            ),
         )
         application.update_observers.append(self.fake.note_processed)
         application.sweepers.extend(self.extra_sweepers)
