@@ -371,6 +371,7 @@ async def _check_refused(
     agent_id: int,
 ) -> None:
     events_before = len(await complaint_history(session=session, reference=reference))
+    timeline_before = len((await session.exec(select(Interaction))).all())
     with pytest.raises(InvalidTransition) as info:
         await _agent_move(session, reference, target, agent_id)
     state = f"already {start.value}" if start == target else start.value
@@ -378,6 +379,7 @@ async def _check_refused(
     after = await get_complaint(session=session, reference=reference)
     assert after.status == start
     assert len(await complaint_history(session=session, reference=reference)) == events_before
+    assert len((await session.exec(select(Interaction))).all()) == timeline_before
 
 
 async def _check_allowed(

@@ -1,8 +1,12 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.errors import ComplaintNotFound
 from crm_core.services.references import format_reference, next_reference, parse_reference
+
+STYLES = ["{n}", "C{n}", "c-{n}", "C-{n:06d}", " #{n} ", "c {n:08d}"]
 
 
 @pytest.mark.parametrize(
@@ -42,3 +46,10 @@ async def test_counters_are_independent_and_rolled_back_numbers_come_back(
     assert await next_reference(session=session) == "C-000001"
     assert await next_reference(session=session) == "C-000002"
     await session.commit()
+
+
+@given(number=st.integers(min_value=1, max_value=10**12 - 1), style=st.sampled_from(STYLES))
+def test_any_way_of_typing_a_number_finds_the_same_reference(number: int, style: str) -> None:
+    canonical = format_reference(number)
+    assert parse_reference(style.format(n=number)) == canonical
+    assert parse_reference(canonical) == canonical
