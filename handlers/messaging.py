@@ -53,9 +53,10 @@ async def reply(
 ) -> list[Message]:
     """Render ``template`` and send it; defaults come from the current update.
 
-    ``chat_id`` defaults to the update's chat, ``customer_id`` and ``lang`` to the identified
-    customer's (private chats). Messages to a chat without a customer (the agents' group) are
-    not logged as Interactions. Remaining keyword arguments are the template's variables.
+    ``chat_id`` defaults to the update's chat (and its forum topic), ``customer_id`` and
+    ``lang`` to the identified customer's (private chats). Messages to a chat without a
+    customer (the agents' group) are not logged as Interactions. Remaining keyword arguments
+    are the template's variables (so templates cannot use this function's parameter names).
     """
     lang = lang or context.lang
     html = context.deps.texts.render(template, lang, **template_ctx)
@@ -94,6 +95,9 @@ async def send_html(
             raise ValueError("send_html needs chat_id outside a chat update")
         chat_id = chat.id
         customer_id = customer_id if customer_id is not None else scope.customer_id
+        message = scope.update.effective_message if scope.update else None
+        if message_thread_id is None and message is not None and message.is_topic_message:
+            message_thread_id = message.message_thread_id  # answer in the same forum topic
     return await deliver(
         context.bot,
         session=scope.session,

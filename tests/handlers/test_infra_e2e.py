@@ -281,3 +281,19 @@ async def test_sweepers_run_in_their_own_scope_and_failures_are_contained(
 
     assert seen == ["AsyncSession"]
     assert (await sam.expect("sweep ran")).html == "sweep <b>ran</b>"
+
+
+async def test_errors_in_a_forum_topic_are_answered_in_that_topic(
+    harness_factory: HarnessFactory,
+) -> None:
+    async def bad_input(update: Update, context: DeskContext) -> None:
+        raise InvalidInput("Claim it first.")
+
+    harness = await harness_factory(extra_handlers=[CommandHandler("note", bad_input)])
+    group = harness.agents_group()
+    topic = harness.fake.add_topic(group.id, "C-000001")
+    sam = harness.agent("Sam", group=group)
+
+    await sam.send("/note hi", thread_id=topic.thread_id)
+
+    assert (await sam.expect("Claim it first.")).thread_id == topic.thread_id
