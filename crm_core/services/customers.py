@@ -219,8 +219,16 @@ async def link_email(
 async def _link(
     session: AsyncSession, customer_id: int, field_name: str, value: str, verified: bool
 ) -> LinkResult:
-    async with unit_of_work(session):
-        return await _link_no_commit(session, customer_id, field_name, value, verified)
+    for attempt in range(2):
+        try:
+            async with unit_of_work(session):
+                return await _link_no_commit(session, customer_id, field_name, value, verified)
+        except IntegrityError:
+            # Another customer took the value between our read and our write: go again, this
+            # time the read sees them (and merges or refuses).
+            if attempt == 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _link_no_commit(

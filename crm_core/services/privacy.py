@@ -46,21 +46,25 @@ async def export_customer_data(*, session: AsyncSession, customer_id: int) -> di
         identities = await _all(
             session, select(ChannelIdentity).where(ChannelIdentity.customer_id == cid)
         )
+        complaints = await _all(session, select(Complaint).where(Complaint.customer_id == cid))
+        complaint_ids = [c.id for c in complaints]
+        handoffs = await _all(session, select(Handoff).where(Handoff.customer_id == cid))
         interactions = await _all(
             session,
             select(Interaction)
-            .where(Interaction.customer_id == cid)
+            .where(
+                (col(Interaction.customer_id) == cid)
+                | col(Interaction.complaint_id).in_(complaint_ids)
+                | col(Interaction.handoff_id).in_([h.id for h in handoffs])
+            )
             .order_by(col(Interaction.occurred_at), col(Interaction.id)),
         )
-        complaints = await _all(session, select(Complaint).where(Complaint.customer_id == cid))
-        complaint_ids = [c.id for c in complaints]
         events = await _all(
             session,
             select(ComplaintEvent)
             .where(col(ComplaintEvent.complaint_id).in_(complaint_ids))
             .order_by(col(ComplaintEvent.created_at), col(ComplaintEvent.id)),
         )
-        handoffs = await _all(session, select(Handoff).where(Handoff.customer_id == cid))
         purchases = await _all(
             session,
             select(Purchase).where(Purchase.customer_id == cid).order_by(col(Purchase.id)),
@@ -128,12 +132,18 @@ async def forget_customer(
 
 
 async def _wipe_content(session: AsyncSession, cid: int, now: datetime) -> None:
+    complaint_ids = select(Complaint.id).where(col(Complaint.customer_id) == cid)
+    handoff_ids = select(Handoff.id).where(col(Handoff.customer_id) == cid)
+    # Also agent-side entries about their complaints and handoffs (which may carry no customer).
     await session.exec(
         update(Interaction)
-        .where(col(Interaction.customer_id) == cid)
+        .where(
+            (col(Interaction.customer_id) == cid)
+            | col(Interaction.complaint_id).in_(complaint_ids)
+            | col(Interaction.handoff_id).in_(handoff_ids)
+        )
         .values(text=None, details={}, idempotency_key=None)
     )
-    complaint_ids = select(Complaint.id).where(col(Complaint.customer_id) == cid)
     await session.exec(
         update(Complaint)
         .where(col(Complaint.customer_id) == cid)

@@ -329,3 +329,26 @@ async def test_concurrent_opposite_merges_leave_one_survivor(
         assert live == [results[0]]
         identities = (await s.exec(select(ChannelIdentity.customer_id))).all()
         assert set(identities) == {results[0]}
+
+
+async def test_concurrent_links_of_one_phone_end_in_one_customer(
+    session_factory: SessionFactory,
+) -> None:
+    async with session_factory() as s:
+        a = await identify_customer(session=s, channel="telegram", external_id="1")
+        b = await identify_customer(session=s, channel="telegram", external_id="2")
+        assert a.id and b.id
+        ids = (a.id, b.id)
+
+    async def link(customer_id: int) -> None:
+        async with session_factory() as s:
+            await link_phone(
+                session=s, customer_id=customer_id, phone="+4915112345678", verified=True
+            )
+
+    await asyncio.wait_for(asyncio.gather(*(link(i) for i in ids)), 60)
+    async with session_factory() as s:
+        rows = (await s.exec(select(Customer))).all()
+        live = [c for c in rows if c.merged_into_id is None]
+        assert len(live) == 1 and live[0].phone == "+4915112345678"
+        assert {c.merged_into_id for c in rows if c.merged_into_id} == {live[0].id}

@@ -82,6 +82,15 @@ async def _rich_customer(session: AsyncSession) -> int:
             note="called Eva at home",
         )
     )
+    await log_interaction(  # agent-side, tied to the complaint only
+        session=session,
+        customer_id=None,
+        channel="telegram",
+        direction=Direction.outbound,
+        kind=InteractionKind.agent_reply,
+        text="Dear Eva, about Hauptstr. 1 ...",
+        complaint_id=complaint.id,
+    )
     session.add(
         Handoff(
             customer_id=cid,
@@ -128,7 +137,8 @@ async def test_export_contains_everything(session: AsyncSession) -> None:
         ("telegram", "4242"),
         ("web", "w-1"),
     }
-    assert SECRET in [i["text"] for i in data["interactions"]]
+    texts = [i["text"] for i in data["interactions"]]
+    assert SECRET in texts and "Dear Eva, about Hauptstr. 1 ..." in texts
     [complaint] = data["complaints"]
     assert complaint["description"] == SECRET
     assert [e["note"] for e in complaint["events"]] == ["called Eva at home"]
