@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from telegram.error import InvalidToken, NetworkError
 
 from bot.settings import Settings, describe_validation_error
+from crm_core.errors import DomainError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -50,7 +52,14 @@ def run_command(args: argparse.Namespace) -> int:
         return _usage_error("DESKBOT_WEBHOOK_URL is required with --webhook")
 
     from bot import runtime  # imported late: keeps `deskbot --help` fast
+    from crm_core.migrate import ensure_database_current
 
+    try:
+        # SQLite is migrated on the spot; PostgreSQL must already be at this code's revision.
+        asyncio.run(ensure_database_current(settings.database_url))
+    except DomainError as error:
+        print(f"deskbot: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     try:
         runtime.run(settings, webhook=args.webhook)
     except InvalidToken:

@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 
 from bot.cli import main
-from tests.conftest import _reset_schema
 from tests.fakes.bot_api import FakeBotAPI, FakeUser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,13 +68,9 @@ def test_webhook_mode_needs_its_url(
 
 
 async def test_run_polls_answers_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
-    """The real command in a subprocess, DEBUG logging, against the fake Bot API."""
+    """The real command in a subprocess, DEBUG logging, against the fake Bot API; the SQLite
+    database does not exist yet and is created by the start-up migration."""
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"
-    from crm_core.db import create_engine
-
-    engine = create_engine(database_url)
-    await _reset_schema(engine)
-    await engine.dispose()
     async with FakeBotAPI() as fake:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DESKBOT_")}
         env.update(
@@ -115,11 +110,6 @@ def _free_port() -> int:
 
 async def test_run_webhook_registers_and_accepts_only_the_secret(tmp_path: Path) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'hook.db'}"
-    from crm_core.db import create_engine
-
-    engine = create_engine(database_url)
-    await _reset_schema(engine)
-    await engine.dispose()
     port = _free_port()
     hook_url = f"http://127.0.0.1:{port}/telegram/hook"
     async with FakeBotAPI() as fake:
@@ -172,3 +162,14 @@ async def test_run_webhook_registers_and_accepts_only_the_secret(tmp_path: Path)
         stderr = stderr_bytes.decode()
         assert process.returncode == 0, stderr[-3000:]
         assert fake.token not in stderr
+
+
+@pytest.mark.postgres
+def test_unmigrated_postgres_is_refused_with_a_clear_message(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], postgres_url: str
+) -> None:
+    clean_env.setenv("DESKBOT_TELEGRAM_TOKEN", "1:x")
+    clean_env.setenv("DESKBOT_DATABASE_URL", postgres_url)
+    assert main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert "deskbot db" in err and "Traceback" not in err
