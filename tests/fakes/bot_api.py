@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 T = TypeVar("T")
 
@@ -375,7 +375,9 @@ class FakeBotAPI:
         """The next call of ``method`` fails with this Telegram error."""
         self._failures.append((method, ApiError(code, description, parameters or None)))
 
-    def migrate_group(self, chat_id: int, new_chat_id: int, *, push_service_messages: bool = True):
+    def migrate_group(
+        self, chat_id: int, new_chat_id: int, *, push_service_messages: bool = True
+    ) -> FakeChat:
         """Telegram upgraded the group to a supergroup: sends to ``chat_id`` now fail with
         ``migrate_to_chat_id`` (PTB: ChatMigrated)."""
         old = self.chats[chat_id]
@@ -539,7 +541,7 @@ class FakeBotAPI:
 
     async def wait_for(
         self,
-        predicate: Callable[[], T],
+        predicate: Callable[[], T | None],
         timeout: float = 5,  # noqa: ASYNC109
         *,
         what: str | None = None,
@@ -1184,12 +1186,12 @@ async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, 
     if request.content_type.startswith("multipart/"):
         reader = await request.multipart()
         async for part in reader:
-            if part.name is None:
+            if not isinstance(part, BodyPartReader) or part.name is None:
                 continue
             if getattr(part, "filename", None):
-                uploads[part.name] = await part.read()  # type: ignore[union-attr]
+                uploads[part.name] = bytes(await part.read())
             else:
-                raw[part.name] = await part.text()  # type: ignore[union-attr]
+                raw[part.name] = await part.text()
     else:
         raw.update({k: str(v) for k, v in (await request.post()).items()})
         raw.update({k: v for k, v in request.query.items() if k not in raw})

@@ -372,7 +372,7 @@ def make_settings(fake: FakeBotAPI, database_url: str, **overrides: Any) -> Sett
         "database_url": database_url,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]
