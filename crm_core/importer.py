@@ -198,25 +198,26 @@ async def import_purchases(
     nothing_to_write = dry_run or (strict and report.rejected)
 
     async def write(conn: AsyncConnection) -> None:
-        creates, updates = await _classify_purchases(conn, plan.rows, report)
-        if nothing_to_write:
-            return
         now = utcnow()
 
         def values(row: _PurchaseRow) -> tuple[Any, ...]:
             return (*row[1:], now, now)
 
-        await _insert(
-            conn,
-            _table(Purchase),
-            _PURCHASE_COLUMNS,
-            creates,
-            values,
-            batch_size=batch_size,
-            progress=progress,
-            description="creating purchases",
-        )
-        await _update(conn, _table(Purchase), updates, batch_size, progress, "updating purchases")
+        table = _table(Purchase)
+        any_existing = (await conn.execute(select(table.c.id).limit(1))).first() is not None
+        label = "checking purchases" if nothing_to_write else "writing purchases"
+        # Chunk by chunk, so that the existing rows looked up never pile up in memory.
+        with _progress(progress, label, len(plan.rows)) as bar:
+            for start in range(0, len(plan.rows), LOOKUP_CHUNK):
+                chunk = plan.rows[start : start + LOOKUP_CHUNK]
+                existing = await _existing_purchases(conn, chunk) if any_existing else {}
+                creates, updates = _classify_purchases(chunk, existing, conn.dialect.name, report)
+                if not nothing_to_write:
+                    await _insert(
+                        conn, table, _PURCHASE_COLUMNS, creates, values, batch_size=batch_size
+                    )
+                    await _update(conn, table, updates, batch_size)
+                bar.update(len(chunk))
 
     await _write(session, write, commit=not nothing_to_write)
     report.written = not nothing_to_write
@@ -901,14 +902,16 @@ _PURCHASE_COLUMNS = (
 )
 
 
-async def _classify_purchases(
-    conn: AsyncConnection, rows: list[_PurchaseRow], report: ImportReport
+def _classify_purchases(
+    rows: list[_PurchaseRow],
+    existing: dict[str, tuple[Any, ...]],
+    dialect: str,
+    report: ImportReport,
 ) -> tuple[list[_PurchaseRow], list[dict[str, Any]]]:
     """Split valid rows into inserts and updates (existing external_ref), counting unchanged."""
-    existing = await _existing_purchases(conn, [row[5] for row in rows])
     # SQLite hands back the stored text: compare in that form.
     as_stored: Callable[[datetime], Any] = (
-        _sqlite_datetime if conn.dialect.name == "sqlite" else (lambda value: value)
+        _sqlite_datetime if dialect == "sqlite" else (lambda value: value)
     )
     now = utcnow()
     creates: list[_PurchaseRow] = []
@@ -931,51 +934,47 @@ async def _classify_purchases(
                     "updated_at": now,
                 }
             )
-    report.created, report.updated = len(creates), len(updates)
+    report.created += len(creates)
+    report.updated += len(updates)
     return creates, updates
 
 
-async def _existing_purchases(conn: AsyncConnection, refs: list[str]) -> dict[str, tuple[Any, ...]]:
-    """external_ref -> (id, customer id, amount, currency, purchased_at) for the given refs.
+async def _existing_purchases(
+    conn: AsyncConnection, rows: list[_PurchaseRow]
+) -> dict[str, tuple[Any, ...]]:
+    """external_ref -> (id, customer id, amount, currency, purchased_at) for the rows' refs.
 
-    Driver-level queries with one array parameter per chunk: re-importing a million rows must
-    not pay SQLAlchemy's per-value processing (purchased_at comes back as the driver has it).
+    A driver-level query with one array parameter: re-importing a million rows must not pay
+    SQLAlchemy's per-value processing (purchased_at comes back as the driver has it).
     """
-    table = _table(Purchase)
-    if (await conn.execute(select(table.c.id).limit(1))).first() is None:
-        return {}
+    refs = [row[5] for row in rows]
     columns = "external_ref, id, customer_id, amount_minor, currency, purchased_at"
-    found: dict[str, tuple[Any, ...]] = {}
-    dialect = conn.dialect.name
-    for start in range(0, len(refs), LOOKUP_CHUNK):
-        chunk = refs[start : start + LOOKUP_CHUNK]
-        records: Any
-        if dialect == "sqlite":
-            result = await conn.exec_driver_sql(
-                f"SELECT {columns} FROM purchase "
-                "WHERE external_ref IN (SELECT value FROM json_each(?))",
-                (json.dumps(chunk),),
-            )
-            records = result.all()
-        elif dialect == "postgresql":
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None
-            records = await driver.fetch(
-                f"SELECT {columns} FROM purchase WHERE external_ref = ANY($1::text[])", chunk
-            )
-        else:
-            query = select(
-                table.c.external_ref,
-                table.c.id,
-                table.c.customer_id,
-                table.c.amount_minor,
-                table.c.currency,
-                table.c.purchased_at,
-            ).where(table.c.external_ref.in_(chunk))
-            records = (await conn.execute(query)).all()
-        for record in records:
-            found[record[0]] = tuple(record[1:])
-    return found
+    records: Any
+    if conn.dialect.name == "sqlite":
+        result = await conn.exec_driver_sql(
+            f"SELECT {columns} FROM purchase "
+            "WHERE external_ref IN (SELECT value FROM json_each(?))",
+            (json.dumps(refs),),
+        )
+        records = result.all()
+    elif conn.dialect.name == "postgresql":
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        records = await driver.fetch(
+            f"SELECT {columns} FROM purchase WHERE external_ref = ANY($1::text[])", refs
+        )
+    else:
+        table = _table(Purchase)
+        query = select(
+            table.c.external_ref,
+            table.c.id,
+            table.c.customer_id,
+            table.c.amount_minor,
+            table.c.currency,
+            table.c.purchased_at,
+        ).where(table.c.external_ref.in_(refs))
+        records = (await conn.execute(query)).all()
+    return {record[0]: tuple(record[1:]) for record in records}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1076,8 +1075,8 @@ async def _insert(
     to_values: Callable[[Any], tuple[Any, ...]],
     *,
     batch_size: int,
-    progress: bool,
-    description: str,
+    progress: bool = False,
+    description: str = "",
 ) -> None:
     """Bulk INSERT in batches; ``to_values`` turns a compact row into the columns' values.
 
@@ -1154,8 +1153,8 @@ async def _update(
     table: Table,
     rows: list[dict[str, Any]],
     batch_size: int,
-    progress: bool,
-    description: str,
+    progress: bool = False,
+    description: str = "",
 ) -> None:
     if not rows:
         return

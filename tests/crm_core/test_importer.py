@@ -287,7 +287,7 @@ async def test_a_database_failure_midway_leaves_the_database_unchanged(
 
     monkeypatch.setattr(importer, "_execute_batch", fail_on_third_batch)
 
-    with pytest.raises(ImportFailed, match="nothing was imported.*disk I/O error"):
+    with pytest.raises(ImportFailed, match=r"nothing was imported.*disk I/O error"):
         await import_purchases(session=session, source=write(tmp_path, many), batch_size=2)
 
     assert calls == 3  # two batches were written before the failure...
@@ -335,7 +335,7 @@ async def test_files_that_are_not_usable_csv_fail_with_one_clear_error(
 
 
 async def test_missing_file_is_a_clear_error(session: AsyncSession, tmp_path: Path) -> None:
-    with pytest.raises(ImportFailed, match="cannot read .*No such file"):
+    with pytest.raises(ImportFailed, match=r"cannot read .*No such file"):
         await import_customers(session=session, source=tmp_path / "nope.csv")
 
 
