@@ -52,6 +52,7 @@ class SearchIndex:
         from sklearn.svm import LinearSVC
 
         self._hstack = sp.hstack
+        self._csr = sp.csr_matrix
         self._normalize = normalize
         self.articles = tuple(articles)
         self.weights = weights or BlendWeights()
@@ -107,8 +108,22 @@ class SearchIndex:
         return self._normalize(self._hstack([words, chars]).tocsr())
 
     def _features(self, text: str) -> Any:
-        vector = self._hstack([self._word.transform([text]), self._char.transform([text])])
-        return self._normalize(vector.tocsr())
+        """The query's TF-IDF row, computed directly: same values as the vectorizers'
+        ``transform`` without their per-call validation overhead (a few ms per question)."""
+        indices: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        offset = 0
+        for vectorizer in (self._word, self._char):
+            block_indices, block_values = _tfidf_block(vectorizer, text)
+            indices.append(block_indices + offset)
+            values.append(block_values)
+            offset += len(vectorizer.idf_)
+        all_indices = np.concatenate(indices)
+        all_values = np.concatenate(values)
+        norm = float(np.linalg.norm(all_values))
+        if norm > 0:
+            all_values /= norm
+        return self._csr((all_values, all_indices, [0, len(all_indices)]), shape=(1, offset))
 
     def rank(self, question: str, limit: int = 3) -> list[tuple[Article, float]]:
         """Best ``limit`` articles with a confidence in [0, 1], best first."""
@@ -146,3 +161,24 @@ class SearchIndex:
         matrix = fuzz_process.cdist([text], choices, scorer=fuzz.token_sort_ratio)[0] / 100.0
         np.maximum.at(scores, self._owners[shortlist], matrix)
         return scores
+
+
+def _tfidf_block(vectorizer: Any, text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sublinear-tf x idf weights of ``text``'s known terms, L2-normalised (as sklearn does)."""
+    analyzer = vectorizer.__dict__.get("_deskbot_analyzer")
+    if analyzer is None:
+        analyzer = vectorizer.__dict__["_deskbot_analyzer"] = vectorizer.build_analyzer()
+    vocabulary = vectorizer.vocabulary_
+    counts: dict[int, int] = {}
+    for term in analyzer(text):
+        column = vocabulary.get(term)
+        if column is not None:
+            counts[column] = counts.get(column, 0) + 1
+    if not counts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    indices = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    order = np.argsort(indices)
+    indices = indices[order]
+    tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))[order]
+    weights = (1.0 + np.log(tf)) * vectorizer.idf_[indices]
+    return indices, weights / np.linalg.norm(weights)
