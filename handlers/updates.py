@@ -1,4 +1,4 @@
-"""The edge every private-chat update passes first (handler group -1, see :func:`build_handlers`).
+"""The edge every private-chat update passes first (handler group -2, see :func:`build_handlers`).
 
 For an update from a person in a private chat it
 1. identifies the customer (creating them on first contact) and updates last-seen,
@@ -28,7 +28,8 @@ from crm_core.services.customers import identify_customer
 from crm_core.services.interactions import log_interaction
 from handlers.deps import DeskContext, current_scope
 
-INBOUND_GROUP = -1
+# -2: the handoff relay (handlers.relay, group -1) runs after the recorder and before group 0.
+INBOUND_GROUP = -2
 
 
 def inbound_key(update_id: int) -> str:
