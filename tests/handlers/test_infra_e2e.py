@@ -297,3 +297,19 @@ async def test_errors_in_a_forum_topic_are_answered_in_that_topic(
     await sam.send("/note hi", thread_id=topic.thread_id)
 
     assert (await sam.expect("Claim it first.")).thread_id == topic.thread_id
+
+
+@BOTH_DATABASES
+async def test_many_first_contacts_at_once(harness: Harness) -> None:
+    customers = [harness.customer(f"C{i}") for i in range(25)]
+    for customer in customers:
+        await customer.send("/start")
+        await customer.send("/help")
+
+    for customer in customers:
+        await customer.expect(f"Hello, {customer.user.first_name}!")
+        await customer.expect("/complaint")
+    await harness.settle()
+    async with harness.session_factory() as session:
+        assert (await session.exec(select(func.count()).select_from(CustomerRow))).one() == 25
+        assert (await session.exec(select(func.count()).select_from(Interaction))).one() == 100
