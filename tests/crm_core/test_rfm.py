@@ -1,3 +1,6 @@
+import itertools
+import random
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +24,7 @@ from crm_core.services.rfm import (
     PROMISING,
     customer_rfm,
     invalidate_rfm_cache,
+    refresh_rfm_cache,
     rfm_table,
     segment_for,
     tier_for,
@@ -231,3 +235,57 @@ def test_every_grid_cell_has_a_segment_and_tiers_are_ordered() -> None:
         "medium",
         "low",
     ]
+
+
+async def test_random_populations_agree_and_form_quintiles(session: AsyncSession) -> None:
+    """Ties everywhere (few distinct values): the per-customer path must still equal the table,
+    and equal values must always get equal scores."""
+    rng = random.Random(20260601)
+    customers = [Customer(name=f"c{i}") for i in range(60)]
+    session.add_all(customers)
+    await session.flush()
+    for c in customers:
+        for _ in range(rng.randint(1, 4)):
+            session.add(
+                Purchase(
+                    customer_id=c.id,
+                    amount_minor=rng.choice([500, 1000, 1000, 2500, -200]),
+                    currency="EUR",
+                    purchased_at=NOW - timedelta(days=rng.choice([1, 1, 5, 30, 200, 500])),
+                )
+            )
+    await session.commit()
+
+    table = await rfm_table(session=session, now=NOW)
+
+    for score in table:
+        single = await customer_rfm(session=session, customer_id=score.customer_id, now=NOW)
+        assert single == score
+    for attr, score_attr in (("frequency", "f"), ("monetary_minor", "m"), ("recency_days", "r")):
+        by_value: dict[int, set[int]] = {}
+        for score in table:
+            by_value.setdefault(getattr(score, attr), set()).add(getattr(score, score_attr))
+        assert all(len(scores) == 1 for scores in by_value.values()), attr
+    # more recent / more frequent never scores lower
+    ordered = sorted(table, key=lambda s: s.recency_days)
+    assert all(a.r >= b.r for a, b in itertools.pairwise(ordered))
+
+
+async def test_distinct_values_split_into_even_quintiles(session: AsyncSession) -> None:
+    customers = [Customer(name=f"c{i}") for i in range(50)]
+    session.add_all(customers)
+    await session.flush()
+    for i, c in enumerate(customers):
+        session.add(
+            Purchase(
+                customer_id=c.id,
+                amount_minor=100 * (i + 1),
+                currency="EUR",
+                purchased_at=NOW - timedelta(days=i + 1),
+            )
+        )
+    await session.commit()
+    table = await rfm_table(session=session, now=NOW)
+    assert Counter(s.m for s in table) == {1: 10, 2: 10, 3: 10, 4: 10, 5: 10}
+    assert Counter(s.r for s in table) == {1: 10, 2: 10, 3: 10, 4: 10, 5: 10}
+    assert await refresh_rfm_cache(session=session) == 50
