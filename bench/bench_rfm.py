@@ -226,7 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--purchases", type=int, default=1_000_000)
-    parser.add_argument("--sqlite", default="bench/rfm_bench.db")
+    parser.add_argument("--sqlite", default="bench/.cache/rfm_bench.db")
     parser.add_argument(
         "--postgres",
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/test",
@@ -241,6 +241,7 @@ def main() -> None:
         help="add an index on purchase(customer_id, purchased_at, amount_minor, currency)",
     )
     args = parser.parse_args()
+    Path(args.sqlite).parent.mkdir(parents=True, exist_ok=True)
     urls = [f"sqlite+aiosqlite:///{args.sqlite}"]
     if not args.no_postgres:
         try:

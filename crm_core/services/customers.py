@@ -108,7 +108,8 @@ async def identify_customer(
     ``name`` fills the customer's name only while it is empty (an imported or agent-entered
     name is better than a Telegram nickname); the identity's display name and username always
     follow the channel. Two concurrent first updates of the same user yield one customer: the
-    loser of the race hits the identity's unique constraint, rolls back and reads the winner's.
+    loser of the race hits the identity's unique constraint, rolls back its savepoint and
+    reads the winner's.
     """
     now = now or utcnow()
     external_id = str(external_id)
