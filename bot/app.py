@@ -42,7 +42,21 @@ from telegram.ext import (
 from bot.logging_setup import protect_secret
 from bot.settings import Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
-from handlers import basic, errors, updates
+from handlers import (
+    agent_group,
+    basic,
+    complaint_flow,
+    csat,
+    customer_data,
+    customer_handoff,
+    customer_identity,
+    customer_kb,
+    errors,
+    queue,
+    relay,
+    supervisor,
+    updates,
+)
 from handlers.config import DeskConfig
 from handlers.deps import DEPS_KEY, Deps, DeskContext, update_scope
 from handlers.texts import Texts
@@ -175,12 +189,25 @@ def conversation_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[
     before the fallbacks (which match any command / non-text message)."""
     return [
         *basic.build_handlers(config, texts),
+        # The agents' group, supervisors' commands, ratings after a handoff.
+        *agent_group.build_handlers(config.agent_chat_id is not None),
+        *supervisor.build_handlers(),
+        *csat.build_handlers(),
+        # The customer's side (private chats); customer_kb last: it takes any plain text.
+        *customer_identity.build_handlers(config, texts),
+        *complaint_flow.build_handlers(config, texts),
+        *customer_handoff.build_handlers(config, texts),
+        *customer_data.build_handlers(config, texts),
+        *customer_kb.build_handlers(config, texts),
     ]
 
 
 def sweepers(config: DeskConfig) -> list[Sweeper]:
     """Periodic jobs; feature modules add theirs here (``async def sweep(context)``)."""
-    return []
+    return [
+        queue.sweep_reminders,
+        complaint_flow.sweep_expired_flows,
+    ]
 
 
 def build_application(
@@ -239,6 +266,8 @@ def build_application(
 
     for handler, group in updates.build_handlers():
         application.add_handler(handler, group=group)
+    # The handoff relay: after the inbound recorder, before group 0.
+    application.add_handlers(relay.customer_handlers(), group=relay.RELAY_GROUP)
     application.add_handlers(conversation_handlers(config, texts))
     application.add_handlers(list(extra_handlers))
     application.add_handlers(basic.build_fallback_handlers(config, texts))

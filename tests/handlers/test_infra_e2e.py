@@ -251,12 +251,12 @@ async def test_button_press_is_logged_and_a_failure_still_answers_it(
     alice = harness.customer("Alice")
     greeting = await alice.ask("/start", contains="Alice")
 
-    query_id = await alice.callback("m:ask", greeting)
+    query_id = await alice.callback("test:boom", greeting)  # data no feature handles
 
     await alice.expect("Sorry")
     await harness.fake.wait_for(lambda: query_id in harness.fake.answered_callbacks)
     rows = await _interactions(harness, alice.id)
-    assert rows[-2].details["callback_data"] == "m:ask"
+    assert rows[-2].details["callback_data"] == "test:boom"
 
 
 async def test_sweepers_run_in_their_own_scope_and_failures_are_contained(
