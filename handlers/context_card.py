@@ -1,0 +1,315 @@
+"""The context card agents see: who the customer is, what they are worth, what went wrong
+before, what the bot already tried, and what they said — in one Telegram message.
+
+Data is gathered into plain dicts (view models) and rendered by the ``card_*`` templates; the
+transcript is trimmed (oldest lines first) until the card fits Telegram's 4096 characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crm_core.clock import as_utc, utcnow
+from crm_core.models import (
+    Channel,
+    ChannelIdentity,
+    Complaint,
+    Direction,
+    Handoff,
+    InteractionKind,
+    InteractionPublic,
+)
+from crm_core.services.complaints import list_customer_complaints
+from crm_core.services.customer360 import Customer360, get_customer_360
+from crm_core.services.interactions import recent_interactions
+from handlers.deps import DeskContext
+from handlers.messaging import plain_text
+
+MESSAGE_LIMIT = 4096
+# Room kept free for what the claim edit or a topic name adds, and for safety.
+CARD_LIMIT = MESSAGE_LIMIT - 96
+TRANSCRIPT_LINES = 12
+TRANSCRIPT_LINE_CHARS = 300
+RECENT_COMPLAINTS = 5
+KB_KINDS = (InteractionKind.kb_answer, InteractionKind.kb_suggest, InteractionKind.kb_feedback)
+TRANSCRIPT_KINDS = (
+    InteractionKind.message, InteractionKind.command, InteractionKind.kb_answer,
+    InteractionKind.kb_suggest, InteractionKind.kb_none, InteractionKind.agent_reply,
+)  # fmt: skip
+VALUABLE_TIERS = frozenset({"top", "high"})
+
+
+def format_money(amount_minor: int, currency: str | None) -> str:
+    sign = "-" if amount_minor < 0 else ""
+    whole, cents = divmod(abs(amount_minor), 100)
+    return f"{sign}{whole:,}.{cents:02d} {currency or ''}".strip()
+
+
+def format_date(moment: datetime | None) -> str:
+    return as_utc(moment).strftime("%d %b %Y") if moment else "—"
+
+
+def format_wait(delta: timedelta) -> str:
+    """``45 s``, ``12 min``, ``3 h 05 min``, ``2 d 4 h`` — how long someone has waited."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _clip(text: str | None, limit: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+async def telegram_username(session: AsyncSession, customer_id: int | None) -> str | None:
+    stmt = (
+        select(ChannelIdentity.username)
+        .where(ChannelIdentity.customer_id == customer_id)
+        .where(ChannelIdentity.channel == Channel.telegram)
+        .where(col(ChannelIdentity.username).is_not(None))
+        .order_by(col(ChannelIdentity.id).desc())
+    )
+    username = (await session.exec(stmt)).first()
+    await session.commit()  # never hold SQLite's write lock across a Telegram call
+    return username
+
+
+async def customer_chat_id(session: AsyncSession, customer_id: int | None) -> int | None:
+    """The customer's private Telegram chat (their user id), if they have one."""
+    stmt = (
+        select(ChannelIdentity.external_id)
+        .where(ChannelIdentity.customer_id == customer_id)
+        .where(ChannelIdentity.channel == Channel.telegram)
+        .order_by(col(ChannelIdentity.id).desc())
+    )
+    external = (await session.exec(stmt)).first()
+    await session.commit()
+    try:
+        return int(external) if external is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class CustomerView:
+    """What the customer part of every card shows."""
+
+    id: int
+    name: str
+    username: str | None
+    phone: str | None
+    email: str | None
+    verified: bool
+    since: str
+    segment: str | None
+    tier: str | None
+    lifetime_value: str | None
+    purchases: int
+    last_purchase: str
+    open_complaints: list[dict[str, str]]
+    recent_complaints: list[dict[str, str]]
+
+    @property
+    def valuable(self) -> bool:
+        return self.tier in VALUABLE_TIERS
+
+
+async def customer_view(
+    context: DeskContext, customer_id: int, *, now: datetime | None = None
+) -> tuple[CustomerView, Customer360]:
+    session = context.session
+    c360 = await get_customer_360(session=session, customer_id=customer_id, now=now)
+    customer = c360.customer
+    complaints = await list_customer_complaints(session=session, customer_id=customer.id)
+    username = next((i.username for i in reversed(c360.identities) if i.username), None)
+    open_refs = {c.reference for c in c360.open_complaints}
+    view = CustomerView(
+        id=customer.id,
+        name=customer.name or f"Customer #{customer.id}",
+        username=username,
+        phone=customer.phone,
+        email=customer.email,
+        verified=customer.identity_verified,
+        since=format_date(customer.first_seen_at or customer.created_at),
+        segment=c360.rfm.segment if c360.rfm else None,
+        tier=c360.rfm.tier if c360.rfm else None,
+        lifetime_value=(
+            format_money(c360.lifetime_value_minor, c360.currency) if c360.purchase_count else None
+        ),
+        purchases=c360.purchase_count,
+        last_purchase=format_date(c360.last_purchase_at),
+        open_complaints=[_complaint_line(c) for c in c360.open_complaints],
+        recent_complaints=[_complaint_line(c) for c in complaints if c.reference not in open_refs][
+            :RECENT_COMPLAINTS
+        ],
+    )
+    return view, c360
+
+
+def _complaint_line(complaint: Any) -> dict[str, str]:
+    return {
+        "reference": str(complaint.reference),
+        "status": str(complaint.status.value if hasattr(complaint.status, "value") else "").replace(
+            "_", " "
+        ),
+        "category": str(getattr(complaint.category, "value", complaint.category)),
+        "severity": str(getattr(complaint.severity, "value", complaint.severity)),
+        "description": _clip(complaint.description, 80),
+    }
+
+
+def kb_attempts(interactions: list[InteractionPublic]) -> list[dict[str, Any]]:
+    """Articles the bot offered, in order, with how confident it was and whether they helped."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in interactions:
+        details = item.details or {}
+        listed = details.get("candidates") or details.get("articles")
+        entries = listed if isinstance(listed, list) else None
+        for entry in entries or [details]:
+            if not isinstance(entry, dict) or not entry.get("article_id"):
+                continue
+            article_id = str(entry["article_id"])
+            row = found.setdefault(
+                article_id,
+                {"title": article_id, "how": None, "confidence": None, "helpful": None},
+            )
+            if entry.get("title"):
+                row["title"] = _clip(str(entry["title"]), 80)
+            if item.kind == InteractionKind.kb_feedback:
+                helpful = entry.get("helpful", details.get("helpful"))
+                if isinstance(helpful, bool):
+                    row["helpful"] = helpful
+                continue
+            how = "answered" if item.kind == InteractionKind.kb_answer else "suggested"
+            row["how"] = "answered" if row["how"] == "answered" else how
+            confidence = entry.get("confidence", details.get("confidence"))
+            if isinstance(confidence, int | float):
+                row["confidence"] = f"{float(confidence):.0%}"
+    return list(found.values())
+
+
+def transcript_lines(
+    interactions: list[InteractionPublic], customer_name: str
+) -> list[dict[str, str]]:
+    lines = []
+    for item in interactions:
+        if item.kind not in TRANSCRIPT_KINDS or not (item.text or "").strip():
+            continue
+        if item.direction == Direction.inbound:
+            who = customer_name
+        elif item.kind == InteractionKind.agent_reply:
+            who = str((item.details or {}).get("agent_name") or "Agent")
+        else:
+            who = "Bot"
+        when = as_utc(item.occurred_at).strftime("%H:%M")
+        lines.append({"who": who, "when": when, "text": _clip(item.text, TRANSCRIPT_LINE_CHARS)})
+    return lines
+
+
+def fit_card(render: Any, transcript: list[dict[str, str]]) -> str:
+    """Render with as much of the transcript (newest kept) as fits one message."""
+    lines = list(transcript)
+    while True:
+        html = str(render(transcript=lines, trimmed=len(lines) < len(transcript)))
+        if utf16_len(plain_text(html)) <= CARD_LIMIT or not lines:
+            return html
+        lines = lines[max(1, len(lines) // 4) :] if len(lines) > 8 else lines[1:]
+
+
+async def handoff_card_html(context: DeskContext, handoff: Handoff) -> str:
+    """The full context card that opens a handoff in the agents' group."""
+    assert handoff.customer_id is not None
+    view, _ = await customer_view(context, handoff.customer_id)
+    kb_rows = await recent_interactions(
+        session=context.session, customer_id=view.id, limit=30, kinds=KB_KINDS
+    )
+    convo = await recent_interactions(
+        session=context.session, customer_id=view.id, limit=40, kinds=TRANSCRIPT_KINDS
+    )
+    complaint = await _complaint(context.session, handoff.complaint_id)
+    kb = kb_attempts([InteractionPublic.model_validate(i) for i in kb_rows])
+    transcript = transcript_lines([InteractionPublic.model_validate(i) for i in convo], view.name)[
+        -TRANSCRIPT_LINES:
+    ]
+    texts, lang = context.deps.texts, context.deps.config.default_language
+
+    def render(**extra: Any) -> str:
+        return texts.render(
+            "card_handoff",
+            lang,
+            c=view,
+            handoff=handoff,
+            reference=handoff_reference(handoff, complaint),
+            complaint=complaint,
+            reason=_clip(handoff.reason, 600) if handoff.reason else None,
+            kb=kb,
+            waited=format_wait(utcnow() - as_utc(handoff.requested_at)),
+            **extra,
+        )
+
+    return fit_card(render, transcript)
+
+
+async def complaint_card_html(context: DeskContext, complaint: Complaint) -> str:
+    """A new complaint, with the customer's context, for the agents' group."""
+    assert complaint.customer_id is not None
+    view, _ = await customer_view(context, complaint.customer_id)
+    others = [c for c in view.open_complaints if c["reference"] != complaint.reference]
+    view.open_complaints = others
+    html = context.deps.texts.render(
+        "card_complaint",
+        context.deps.config.default_language,
+        c=view,
+        complaint=complaint,
+        status=complaint.status.value.replace("_", " "),
+        description=_clip(complaint.description, 1500),
+        sla_due=as_utc(complaint.sla_due_at).strftime("%d %b %Y, %H:%M UTC")
+        if complaint.sla_due_at
+        else "—",
+        attachments=len(complaint.attachments or []),
+    )
+    return html
+
+
+async def customer_card_html(context: DeskContext, customer_id: int) -> str:
+    """The 360° view for ``/customer``."""
+    view, c360 = await customer_view(context, customer_id)
+    transcript = transcript_lines(c360.recent_interactions, view.name)[-TRANSCRIPT_LINES:]
+    texts, lang = context.deps.texts, context.deps.config.default_language
+    handoff = c360.open_handoff
+
+    def render(**extra: Any) -> str:
+        return texts.render("card_customer_360", lang, c=view, handoff=handoff, **extra)
+
+    return fit_card(render, transcript)
+
+
+async def _complaint(session: AsyncSession, complaint_id: int | None) -> Complaint | None:
+    if complaint_id is None:
+        return None
+    complaint = await session.get(Complaint, complaint_id)
+    await session.commit()
+    return complaint
+
+
+def handoff_reference(handoff: Handoff, complaint: Complaint | None = None) -> str:
+    """How agents name a handoff: ``H-12`` (with the complaint's reference when it has one)."""
+    base = f"H-{handoff.id}"
+    return f"{base} / {complaint.reference}" if complaint is not None else base
