@@ -42,7 +42,21 @@ from telegram.ext import (
 from bot.logging_setup import protect_secret
 from bot.settings import Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
-from handlers import agent_group, basic, csat, errors, queue, relay, supervisor, updates
+from handlers import (
+    agent_group,
+    basic,
+    complaint_flow,
+    csat,
+    customer_data,
+    customer_handoff,
+    customer_identity,
+    customer_kb,
+    errors,
+    queue,
+    relay,
+    supervisor,
+    updates,
+)
 from handlers.config import DeskConfig
 from handlers.deps import DEPS_KEY, Deps, DeskContext, update_scope
 from handlers.texts import Texts
@@ -179,12 +193,21 @@ def conversation_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[
         *agent_group.build_handlers(config.agent_chat_id is not None),
         *supervisor.build_handlers(),
         *csat.build_handlers(),
+        # The customer's side (private chats); customer_kb last: it takes any plain text.
+        *customer_identity.build_handlers(config, texts),
+        *complaint_flow.build_handlers(config, texts),
+        *customer_handoff.build_handlers(config, texts),
+        *customer_data.build_handlers(config, texts),
+        *customer_kb.build_handlers(config, texts),
     ]
 
 
 def sweepers(config: DeskConfig) -> list[Sweeper]:
     """Periodic jobs; feature modules add theirs here (``async def sweep(context)``)."""
-    return [queue.sweep_reminders]
+    return [
+        queue.sweep_reminders,
+        complaint_flow.sweep_expired_flows,
+    ]
 
 
 def build_application(
