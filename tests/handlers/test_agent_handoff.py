@@ -1,58 +1,262 @@
-"""Handoffs in the agents' group, end to end: card, claim, relay, notes, resolve, rating."""
+"""Handoffs in the agents' group, end to end: context card, claim, two-way relay, internal
+notes, /resolve with the rating, in forum and plain groups."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import col, select
 
-from crm_core.models import Direction, Handoff, HandoffStatus, Interaction, InteractionKind
-from tests.fakes.bot_api import FakeChat
-from tests.handlers.conftest import Customer, Harness, HarnessFactory
+from crm_core.models import (
+    Direction,
+    Handoff,
+    HandoffStatus,
+    Interaction,
+    InteractionKind,
+)
+from tests.fakes.bot_api import FakeChat, StoredMessage
+from tests.handlers.conftest import BOTH_DATABASES, Agent, Customer, Harness, HarnessFactory
 
 GROUP_ID = -1001000000001
 
 
-async def start(harness_factory: HarnessFactory, *, forum: bool = True, **settings: object):
+async def start(
+    harness_factory: HarnessFactory, *, forum: bool = True, **settings: Any
+) -> tuple[Harness, FakeChat]:
     harness = await harness_factory(agent_chat_id=GROUP_ID, **settings)
     group = harness.agents_group(GROUP_ID, forum=forum)
     return harness, group
 
 
-async def handoff_row(harness: Harness) -> Handoff:
+async def drain(harness: Harness, *people: Customer | Agent) -> None:
+    """Let everything pending finish and mark it read."""
+    await harness.settle()
+    for person in people:
+        person.cursor = len(harness.fake.messages)
+
+
+async def latest_handoff(harness: Harness) -> Handoff:
     await harness.settle()
     async with harness.session_factory() as session:
-        return (await session.exec(select(Handoff).order_by(col(Handoff.id).desc()))).first()
+        row = (await session.exec(select(Handoff).order_by(col(Handoff.id).desc()))).first()
+    assert row is not None
+    return row
 
 
-async def ask_for_human(customer: Customer) -> None:
+async def interactions(harness: Harness, kind: InteractionKind) -> list[Interaction]:
+    await harness.settle()
+    async with harness.session_factory() as session:
+        rows = await session.exec(
+            select(Interaction).where(Interaction.kind == kind).order_by(col(Interaction.id))
+        )
+        return list(rows.all())
+
+
+async def open_handoff(harness: Harness, customer: Customer, agent: Agent) -> StoredMessage:
+    """The customer asks something, then for a person; returns the card agents see."""
     await customer.send("My parcel never arrived")
-    await customer.expect()
-    await customer.ask("/human")
+    await drain(harness, customer)
+    await customer.ask("/human", contains="person")
+    return await agent.expect("Handoff H-")
 
 
+def agent_photo(caption: str) -> dict[str, Any]:
+    photo = [{"file_id": "agentphoto1", "file_unique_id": "uap1", "width": 90, "height": 90}]
+    return {"photo": photo, "caption": caption}
+
+
+@BOTH_DATABASES
 async def test_forum_card_claim_and_relay_both_ways(harness_factory: HarnessFactory) -> None:
     harness, group = await start(harness_factory)
     sam = harness.agent("Sam", group=group)
     alice = harness.customer("Alice", username="alice_w")
-    await ask_for_human(alice)
 
-    card = await sam.expect("Handoff H-")
+    card = await open_handoff(harness, alice, sam)
+
     assert card.thread_id is not None
     topic = group.topics[card.thread_id]
-    assert "Alice" in topic.name and "H-" in topic.name
-    assert "@alice_w" in card.text and "My parcel never arrived" in card.text
+    assert topic.name.startswith("Alice · H-")
+    assert "@alice_w" in card.text and "Customer since" in card.text
+    assert "My parcel never arrived" in card.text  # the transcript
+    assert "Claim" in card.button("Claim")["text"]
 
     await sam.press("Claim", card)
     await sam.expect("Sam took this conversation", thread_id=card.thread_id)
-    assert "Sam" in harness.fake.message(GROUP_ID, card.message_id).button("Sam")["text"]
+    assert harness.fake.message(GROUP_ID, card.message_id).button("Sam is on it")
     await alice.expect("Sam from our team has joined")
 
     await alice.send("Hello, anyone?")
     relayed = await sam.expect("Hello, anyone?", thread_id=card.thread_id)
-    assert relayed.text.startswith("Alice")
+    assert relayed.text == "Alice: Hello, anyone?"
 
     await sam.send("Hi Alice, I am looking into it", thread_id=card.thread_id)
     answer = await alice.expect("looking into it")
-    assert answer.text.startswith("Sam")
+    assert answer.text == "Sam (support team): Hi Alice, I am looking into it"
 
-    handoff = await handoff_row(harness)
+    handoff = await latest_handoff(harness)
     assert handoff.status == HandoffStatus.claimed and handoff.first_agent_reply_at is not None
+    replies = await interactions(harness, InteractionKind.agent_reply)
+    assert [(r.direction, r.handoff_id) for r in replies] == [(Direction.outbound, handoff.id)]
+    assert replies[0].text == answer.text
+
+
+async def test_photos_and_documents_are_relayed_both_ways(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+
+    await alice.send_photo(caption="the box was crushed")
+    photo = await sam.expect("the box was crushed", thread_id=card.thread_id)
+    assert photo.method == "copyMessage" and photo.data["photo"]
+    assert photo.text == "Alice: the box was crushed"
+    await alice.send_document("receipt.pdf")
+    document = await sam.expect("Alice", thread_id=card.thread_id)
+    assert document.data.get("document")
+
+    harness.fake.push_message(
+        sam.user, None, chat=group, thread_id=card.thread_id, extra=agent_photo("label to print")
+    )
+    copied = await alice.expect("label to print")
+    assert copied.data["photo"] and copied.text == "Sam (support team): label to print"
+    # The agent's first reply claimed the handoff.
+    assert (await latest_handoff(harness)).status == HandoffStatus.claimed
+
+
+async def test_plain_group_agents_work_by_replying_even_after_a_restart(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory, forum=False)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    assert card.thread_id is None and not group.topics
+
+    await alice.send("Are you there?")
+    relayed = await sam.expect("Are you there?")
+    assert relayed.data["reply_to_message"]["message_id"] == card.message_id
+
+    await harness.restart()  # links live in the database
+    await sam.send("Yes, checking now", reply_to=relayed)
+    await alice.expect("Sam (support team): Yes, checking now")
+    await sam.send("And the card works too", reply_to=card)
+    await alice.expect("And the card works too")
+    # Chatter that replies to nothing of the bot's stays in the group.
+    await sam.send("coffee anyone?")
+    await alice.expect_silence()
+
+
+async def test_two_agents_claim_at_once_one_wins_the_other_is_told(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    kim = harness.agent("Kim", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+
+    first = await sam.press("Claim", card)
+    second = await kim.press("Claim", card)
+    await harness.settle()
+
+    handoff = await latest_handoff(harness)
+    assert handoff.status == HandoffStatus.claimed
+    answers = harness.fake.answered_callbacks
+    assert "text" not in answers[first] or not answers[first].get("show_alert")
+    assert answers[second]["show_alert"] is True
+    assert "Already taken by Sam" in answers[second]["text"]
+    claimed = [m for m in harness.fake.sent_to(GROUP_ID) if "took this conversation" in m.text]
+    assert len(claimed) == 1
+
+
+async def test_internal_notes_stay_in_the_group(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await drain(harness, alice)
+
+    await sam.send("/note customer sounds upset", thread_id=card.thread_id)
+    await sam.send("! promised a call back", thread_id=card.thread_id)
+    await alice.expect_silence()
+
+    notes = await interactions(harness, InteractionKind.note)
+    assert [(n.text, n.direction) for n in notes] == [
+        ("customer sounds upset", Direction.internal),
+        ("promised a call back", Direction.internal),
+    ]
+    assert not await interactions(harness, InteractionKind.agent_reply)
+    # A note does not claim the handoff either.
+    assert (await latest_handoff(harness)).status == HandoffStatus.waiting
+
+
+@BOTH_DATABASES
+async def test_resolve_closes_topic_and_rating_with_comment_is_stored(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await sam.send("Refund is on its way", thread_id=card.thread_id)
+    await alice.expect("Refund is on its way")
+
+    await sam.send("/resolve refund issued", thread_id=card.thread_id)
+
+    await sam.expect("Resolved by Sam: refund issued", thread_id=card.thread_id)
+    ask = await alice.expect("How satisfied")
+    assert "refund issued" in ask.text
+    assert group.topics[card.thread_id].closed
+    await alice.press("4", ask)
+    await alice.expect("rating us 4/5")
+    await alice.ask("Quick and friendly, thanks", contains="passed your comment on")
+
+    handoff = await latest_handoff(harness)
+    assert handoff.status == HandoffStatus.closed and handoff.summary == "refund issued"
+    assert (handoff.csat_score, handoff.csat_comment) == (4, "Quick and friendly, thanks")
+    # The next question goes to the bot again, not to the agents.
+    agents_before = len(harness.fake.sent_to(GROUP_ID))
+    await alice.send("How do I return an item?")
+    await harness.settle()
+    assert len(harness.fake.sent_to(GROUP_ID)) == agents_before
+    assert alice.replies[-1].text != ask.text
+
+
+async def test_a_command_skips_the_rating_comment(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await sam.send("/resolve", thread_id=card.thread_id)
+    await alice.press("5", await alice.expect("How satisfied"))
+    await alice.expect("rating us 5/5")
+
+    await alice.ask("/help", contains="/complaint")
+    await alice.send("Where is my order?")  # a question again, not a comment
+    await harness.settle()
+
+    handoff = await latest_handoff(harness)
+    assert (handoff.csat_score, handoff.csat_comment) == (5, None)
+    assert not any("passed your comment" in m.text for m in alice.replies)
+
+
+async def test_non_member_gets_no_agent_powers(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    eve = harness.agent("Eve", group=group, status="left")
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await drain(harness, alice, sam)
+
+    query_id = await eve.press("Claim", card)
+    await eve.send("I am not an agent", thread_id=card.thread_id)
+    await eve.send("/resolve", thread_id=card.thread_id)
+
+    await eve.expect("Only members of the agents' group")
+    await alice.expect_silence()
+    answer = harness.fake.answered_callbacks[query_id]
+    assert answer["show_alert"] and "Only members" in answer["text"]
+    handoff = await latest_handoff(harness)
+    assert handoff.status == HandoffStatus.waiting and handoff.agent_id is None
