@@ -1,0 +1,158 @@
+"""Complaints in the agents' group (announcement, /status, /assign, buttons), and the agents'
+lookups /customer and /queue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import select
+from telegram import Update
+from telegram.ext import CommandHandler
+
+from crm_core.clock import utcnow
+from crm_core.models import Complaint, ComplaintStatus, Purchase
+from crm_core.models import Customer as CustomerRow
+from crm_core.services.complaints import file_complaint
+from handlers.announce import announce_complaint
+from handlers.deps import DeskContext
+from tests.handlers.conftest import BOTH_DATABASES, Harness, HarnessFactory
+from tests.handlers.test_agent_handoff import GROUP_ID, drain, open_handoff
+
+
+async def file_test_complaint(update: Update, context: DeskContext) -> None:
+    """/filetest <text>: file a delivery complaint for the sender and announce it."""
+    assert context.customer_id is not None
+    complaint = await file_complaint(
+        session=context.session,
+        customer_id=context.customer_id,
+        category="delivery",
+        severity="high",
+        description=" ".join(context.args or []) or "Parcel lost",
+    )
+    assert complaint.id is not None
+    await announce_complaint(context, complaint_id=complaint.id)
+
+
+async def start(harness_factory: HarnessFactory, *, forum: bool = True) -> Harness:
+    harness = await harness_factory(
+        agent_chat_id=GROUP_ID, extra_handlers=[CommandHandler("filetest", file_test_complaint)]
+    )
+    harness.agents_group(GROUP_ID, forum=forum)
+    return harness
+
+
+async def complaint_row(harness: Harness) -> Complaint:
+    await harness.settle()
+    async with harness.session_factory() as session:
+        return (await session.exec(select(Complaint))).one()
+
+
+@BOTH_DATABASES
+async def test_complaint_is_announced_and_status_changes_reach_the_customer(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await start(harness_factory)
+    group = harness.fake.chats[GROUP_ID]
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+
+    await alice.send("/filetest The parcel arrived empty")
+    card = await sam.expect("Complaint C-")
+    reference = (await complaint_row(harness)).reference
+    assert card.thread_id is not None
+    assert group.topics[card.thread_id].name == f"Alice · {reference}"
+    assert "The parcel arrived empty" in card.text and "delivery" in card.text
+
+    await sam.send(f"/status {reference} in_progress checking with the courier")
+    told = await alice.expect(reference)
+    assert "working on your complaint" in told.text and "checking with the courier" in told.text
+    await sam.expect("moved", thread_id=card.thread_id)
+
+    await sam.press("Resolved", card)
+    await alice.expect("has been resolved")
+    assert (await complaint_row(harness)).status == ComplaintStatus.resolved
+
+    await sam.send(f"/assign {reference}", thread_id=card.thread_id)
+    await sam.expect(f"Sam took {reference}", thread_id=card.thread_id)
+    complaint = await complaint_row(harness)
+    assert complaint.assignee_id is not None and complaint.first_response_at is not None
+
+
+async def test_complaint_errors_are_friendly_and_change_nothing(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await start(harness_factory, forum=False)
+    sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
+    alice = harness.customer("Alice")
+    await alice.send("/filetest Wrong size")
+    card = await sam.expect("Complaint C-")
+    reference = (await complaint_row(harness)).reference
+    await drain(harness, alice, sam)
+
+    await sam.send("/status C-999999 resolved")
+    await sam.expect("There is no complaint C-999999")
+    await sam.send(f"/status {reference} closed")
+    await sam.expect("can go to in progress or resolved")
+    await sam.send(f"/status {reference} sleeping")
+    await sam.expect("Unknown status")
+    await sam.send("/status")
+    await sam.expect("Usage: /status")
+    await alice.expect_silence()
+    assert (await complaint_row(harness)).status == ComplaintStatus.open
+
+    await sam.press("Assign to me", card)
+    await sam.expect(f"Sam took {reference}")  # plain group: a reply to the card
+    assert (await complaint_row(harness)).assignee_id is not None
+
+
+async def test_customer_lookup_one_match_and_several(harness_factory: HarnessFactory) -> None:
+    harness = await start(harness_factory)
+    sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
+    alice = harness.customer("Alice", last_name="Walker", username="alice_w")
+    bob = harness.customer("Alex", last_name="Stone")
+    await alice.send("/filetest Damaged")
+    await bob.send("hello")
+    await drain(harness, sam)
+
+    await sam.send("/customer @alice_w")
+    view = await sam.expect("Alice Walker")
+    assert "@alice_w" in view.text and "Open complaints" in view.text and "C-" in view.text
+
+    await sam.send("/customer Al")
+    listing = await sam.expect("Several customers match")
+    assert "Alice Walker" in listing.text and "Alex Stone" in listing.text
+
+    await sam.send("/customer nobody-like-this")
+    await sam.expect("No customer matches")
+
+
+async def test_queue_lists_waiting_oldest_first_and_marks_valuable_customers(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await start(harness_factory)
+    sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
+    alice = harness.customer("Alice")
+    bob = harness.customer("Bob")
+    await open_handoff(harness, alice, sam)
+    await open_handoff(harness, bob, sam)
+    await bob.send("/filetest Late again")
+    await harness.settle()
+    # Bob is a big spender: many recent purchases.
+    async with harness.session_factory() as session:
+        ids = {c.name: c.id for c in (await session.exec(select(CustomerRow))).all()}
+        for days in range(12):
+            when = utcnow() - timedelta(days=days)
+            session.add(Purchase(customer_id=ids["Bob"], amount_minor=50_000, purchased_at=when))
+        when = utcnow() - timedelta(days=300)
+        session.add(Purchase(customer_id=ids["Alice"], amount_minor=500, purchased_at=when))
+        await session.commit()
+    await drain(harness, sam)
+
+    await sam.send("/queue")
+    queue = await sam.expect("Waiting for a person")
+
+    lines = queue.text.splitlines()
+    waiting = [line for line in lines if "H-" in line]
+    assert ["Alice" in waiting[0], "Bob" in waiting[1]] == [True, True]
+    assert waiting[1].startswith("💎") and not waiting[0].startswith("💎")
+    assert any("C-" in line and "Bob" in line and "unassigned" in line for line in lines)
