@@ -1,4 +1,5 @@
-"""The CRM's entities, as SQLModel families: ``XBase`` -> ``XCreate`` -> ``X(table=True)`` -> ``XPublic``.
+"""The CRM entities as SQLModel families: ``XBase`` -> ``XCreate`` -> ``X(table=True)``
+-> ``XPublic``.
 
 Conventions that hold on SQLite and PostgreSQL alike:
 - every timestamp is an aware UTC datetime (``UTCDateTime``);
@@ -13,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from crm_core.clock import utcnow
@@ -22,24 +23,24 @@ from crm_core.types import UTCDateTime
 
 def _ts(**kwargs: Any) -> Any:
     """A UTC timestamp column."""
-    return Field(sa_type=UTCDateTime, **kwargs)  # type: ignore[call-overload]
+    return Field(sa_type=UTCDateTime, **kwargs)
 
 
 def _created() -> Any:
-    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)  # type: ignore[call-overload]
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
 def _updated() -> Any:
     return Field(
         default_factory=utcnow,
-        sa_type=UTCDateTime,  # type: ignore[call-overload]
+        sa_type=UTCDateTime,
         nullable=False,
         sa_column_kwargs={"onupdate": utcnow},
     )
 
 
 def _json(default_factory: Any) -> Any:
-    return Field(default_factory=default_factory, sa_type=JSON, nullable=False)  # type: ignore[call-overload]
+    return Field(default_factory=default_factory, sa_type=JSON, nullable=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,9 +205,9 @@ class InteractionBase(SQLModel):
     channel: str = Field(max_length=32)
     direction: Direction
     kind: InteractionKind
-    text: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    text: str | None = Field(default=None, sa_type=Text)
     details: dict[str, Any] = _json(dict)
-    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class InteractionCreate(InteractionBase):
@@ -245,7 +246,7 @@ class InteractionPublic(InteractionBase):
 
 
 class AgentBase(SQLModel):
-    telegram_user_id: int = Field(sa_type=BigInteger)  # type: ignore[call-overload]
+    telegram_user_id: int = Field(sa_type=BigInteger)
     display_name: str = Field(max_length=200)
     role: AgentRole = AgentRole.agent
     active: bool = True
@@ -275,7 +276,7 @@ class AgentPublic(AgentBase):
 class ComplaintBase(SQLModel):
     category: ComplaintCategory
     severity: Severity = Severity.medium
-    description: str = Field(sa_type=Text)  # type: ignore[call-overload]
+    description: str = Field(sa_type=Text)
     attachments: list[str] = _json(list)
 
 
@@ -298,12 +299,12 @@ class Complaint(ComplaintBase, table=True):
     first_response_at: datetime | None = _ts(default=None)
     resolved_at: datetime | None = _ts(default=None)
     closed_at: datetime | None = _ts(default=None)
-    resolution_note: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    resolution_note: str | None = Field(default=None, sa_type=Text)
     reopen_count: int = 0
     # Where the complaint is announced in the agents' group (forum topic / card message).
-    group_chat_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
-    group_topic_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
-    group_message_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
+    group_chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    group_topic_id: int | None = Field(default=None, sa_type=BigInteger)
+    group_message_id: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 
@@ -329,7 +330,7 @@ class ComplaintEventBase(SQLModel):
     actor_id: int | None = Field(default=None, description="agent id when the actor is an agent")
     from_status: ComplaintStatus | None = None
     to_status: ComplaintStatus | None = None
-    note: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    note: str | None = Field(default=None, sa_type=Text)
 
 
 class ComplaintEvent(ComplaintEventBase, table=True):
@@ -363,7 +364,7 @@ class ReferenceCounter(SQLModel, table=True):
 
 
 class HandoffBase(SQLModel):
-    reason: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    reason: str | None = Field(default=None, sa_type=Text)
 
 
 class HandoffCreate(HandoffBase):
@@ -390,21 +391,21 @@ class Handoff(HandoffBase, table=True):
     complaint_id: int | None = Field(default=None, foreign_key="complaint.id")
     status: HandoffStatus = HandoffStatus.waiting
     agent_id: int | None = Field(default=None, foreign_key="agent.id", index=True)
-    chat_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
-    topic_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
-    card_message_id: int | None = Field(default=None, sa_type=BigInteger)  # type: ignore[call-overload]
-    requested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    topic_id: int | None = Field(default=None, sa_type=BigInteger)
+    card_message_id: int | None = Field(default=None, sa_type=BigInteger)
+    requested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     claimed_at: datetime | None = _ts(default=None)
     first_agent_reply_at: datetime | None = _ts(default=None)
     closed_at: datetime | None = _ts(default=None)
-    summary: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    summary: str | None = Field(default=None, sa_type=Text)
     # Reminder / escalation schedule, kept here (not in in-memory jobs) to survive restarts.
     reminders_sent: int = 0
     next_reminder_at: datetime | None = _ts(default=None)
     escalated_at: datetime | None = _ts(default=None)
     unreachable: bool = False
     csat_score: int | None = None
-    csat_comment: str | None = Field(default=None, sa_type=Text)  # type: ignore[call-overload]
+    csat_comment: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 
@@ -431,8 +432,8 @@ class GroupMessageLink(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("chat_id", "message_id", name="uq_group_message"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    chat_id: int = Field(sa_type=BigInteger)  # type: ignore[call-overload]
-    message_id: int = Field(sa_type=BigInteger)  # type: ignore[call-overload]
+    chat_id: int = Field(sa_type=BigInteger)
+    message_id: int = Field(sa_type=BigInteger)
     handoff_id: int | None = Field(default=None, foreign_key="handoff.id", index=True)
     complaint_id: int | None = Field(default=None, foreign_key="complaint.id", index=True)
     created_at: datetime = _created()
@@ -446,7 +447,7 @@ class GroupMessageLink(SQLModel, table=True):
 class PurchaseBase(SQLModel):
     amount_minor: int = Field(description="amount in minor units (cents)")
     currency: str = Field(default="EUR", min_length=3, max_length=3)
-    purchased_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    purchased_at: datetime = Field(sa_type=UTCDateTime)
     external_ref: str | None = Field(default=None, max_length=100)
 
 
@@ -489,7 +490,7 @@ class FlowState(SQLModel, table=True):
     flow: str = Field(max_length=32)
     step: str = Field(max_length=32)
     data: dict[str, Any] = _json(dict)
-    expires_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 
