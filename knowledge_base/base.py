@@ -26,6 +26,10 @@ class KnowledgeBase:
 
     @cached_property
     def index(self) -> SearchIndex:
+        if self.settings.semantic:
+            from knowledge_base.embeddings import shared_encoder
+
+            return SearchIndex(self.articles, encoder=shared_encoder())
         return SearchIndex(self.articles)
 
     def prepare(self) -> KnowledgeBase:

@@ -38,11 +38,13 @@ class KnowledgeBaseHolder:
         *,
         answer_threshold: float | None = None,
         suggest_threshold: float | None = None,
+        semantic: bool | None = None,
     ) -> None:
         self._kb = kb
         self.path = path
         self.answer_threshold = answer_threshold
         self.suggest_threshold = suggest_threshold
+        self.semantic = semantic
         self._lock = threading.Lock()
 
     @classmethod
@@ -52,18 +54,23 @@ class KnowledgeBaseHolder:
         *,
         answer_threshold: float | None = None,
         suggest_threshold: float | None = None,
+        semantic: bool | None = None,
     ) -> tuple[KnowledgeBaseHolder, list[Problem]]:
         """First load (``path`` None = bundled sample). Problems are returned, not fatal: the
         broken files are left out so the desk still starts."""
         directory = path or default_kb_dir()
         result = load_knowledge_base(
-            directory, answer_threshold=answer_threshold, suggest_threshold=suggest_threshold
+            directory,
+            answer_threshold=answer_threshold,
+            suggest_threshold=suggest_threshold,
+            semantic=semantic,
         )
         holder = cls(
             result.kb.prepare(),
             directory,
             answer_threshold=answer_threshold,
             suggest_threshold=suggest_threshold,
+            semantic=semantic,
         )
         return holder, result.problems
 
@@ -80,6 +87,7 @@ class KnowledgeBaseHolder:
                     self.path,
                     answer_threshold=self.answer_threshold,
                     suggest_threshold=self.suggest_threshold,
+                    semantic=self.semantic,
                 )
             except (OSError, ValueError) as error:
                 problem = Problem(self.path, 0, str(error))

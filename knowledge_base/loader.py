@@ -10,8 +10,9 @@ from typing import Any
 import yaml
 
 from knowledge_base.base import KnowledgeBase
+from knowledge_base.embeddings import embeddings_available
 from knowledge_base.models import Article, Problem
-from knowledge_base.settings import read_settings
+from knowledge_base.settings import SETTINGS_FILE, read_settings
 
 FENCE = "---"
 
@@ -36,16 +37,21 @@ def load_knowledge_base(
     *,
     answer_threshold: float | None = None,
     suggest_threshold: float | None = None,
+    semantic: bool | None = None,
 ) -> LoadResult:
     """Load every ``*.md`` under ``path`` (recursively, hidden files skipped) plus ``kb.yaml``.
-    Threshold arguments override the settings file (e.g. from environment variables)."""
+    Keyword arguments override the settings file (e.g. from environment variables)."""
     directory = Path(path)
     if not directory.is_dir():
         raise NotADirectoryError(f"knowledge base folder not found: {directory}")
     settings, problems = read_settings(directory)
     settings = settings.with_overrides(
-        answer_threshold=answer_threshold, suggest_threshold=suggest_threshold
+        answer_threshold=answer_threshold, suggest_threshold=suggest_threshold, semantic=semantic
     )
+    if settings.semantic and not embeddings_available():
+        reason = "semantic: true needs the optional extra: pip install 'deskbot[embeddings]'"
+        problems.append(Problem(directory / SETTINGS_FILE, 0, reason))
+        settings = settings.with_overrides(semantic=False)
     articles: list[Article] = []
     first_seen: dict[str, Path] = {}
     files = [p for p in sorted(directory.rglob("*.md")) if not _hidden(p, directory)]

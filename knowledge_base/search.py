@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -24,6 +24,13 @@ from knowledge_base.normalize import normalize_text
 # the nearest-phrasing and fuzzy signals carry the ranking alone (load time stays in seconds).
 CLASSIFIER_BUDGET = 4_000_000
 FUZZY_SHORTLIST = 40  # phrasings re-scored with rapidfuzz per question
+MAX_SEMANTIC_CHARS = 500  # the encoder reads at most 128 tokens anyway
+
+
+class Encoder(Protocol):
+    """Sentence embeddings, rows L2-normalised (e.g. ``embeddings.MiniLMEncoder``)."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,14 @@ class BlendWeights:
     nearest: float = 0.3
     fuzzy: float = 0.2
     temperature: float = 8.0  # sharpness of the softmax over classifier margins
+    # Used only with an encoder (the optional semantic extra); the lexical part is scaled by
+    # 1 - semantic_nearest - semantic_classifier.
+    semantic_nearest: float = 0.0
+    semantic_classifier: float = 0.0
+
+
+# Chosen on the validation splits (bench/kb_bench.py): see bench/README_kb.md.
+SEMANTIC_WEIGHTS = BlendWeights(semantic_nearest=0.2, semantic_classifier=0.3)
 
 
 class SearchIndex:
@@ -43,6 +58,7 @@ class SearchIndex:
         *,
         weights: BlendWeights | None = None,
         use_classifier: bool | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
         # Imported here: scikit-learn takes seconds to import, and only building an index needs it.
         import scipy.sparse as sp
@@ -55,16 +71,19 @@ class SearchIndex:
         self._csr = sp.csr_matrix
         self._normalize = normalize
         self.articles = tuple(articles)
-        self.weights = weights or BlendWeights()
+        self.weights = weights or (SEMANTIC_WEIGHTS if encoder is not None else BlendWeights())
+        self._encoder = encoder
         texts: list[str] = []
+        originals: list[str] = []
         owners: list[int] = []
         starts: list[int] = []
         for index, article in enumerate(self.articles):
             starts.append(len(texts))
-            phrasings = [normalize_text(p) for p in article.phrasings]
-            phrasings = [p for p in dict.fromkeys(phrasings) if p] or [article.id]
-            texts.extend(phrasings)
-            owners.extend([index] * len(phrasings))
+            unique = {normalize_text(p): p for p in reversed(article.phrasings)}
+            pairs = [(n, o) for n, o in reversed(unique.items()) if n] or [(article.id, article.id)]
+            texts.extend(n for n, _ in pairs)
+            originals.extend(o for _, o in pairs)
+            owners.extend([index] * len(pairs))
         self._texts = texts
         self._owners = np.asarray(owners, dtype=np.int64)
         self._starts = np.asarray(starts, dtype=np.int64)
@@ -93,6 +112,17 @@ class SearchIndex:
                 )
             else:
                 self._intercept = self._classifier.intercept_.astype(np.float32)
+        if encoder is not None:
+            self._build_semantic(encoder, originals, LinearSVC)
+
+    def _build_semantic(self, encoder: Encoder, originals: list[str], svm: Any) -> None:
+        """Embed every phrasing once; a linear classifier over articles on the embeddings."""
+        self._embeddings = np.asarray(encoder.encode(originals), dtype=np.float32)
+        self._semantic_coef_t: np.ndarray | None = None
+        if len(self.articles) > 2:
+            model = svm(C=1.0).fit(self._embeddings, self._owners)
+            self._semantic_coef_t = np.ascontiguousarray(model.coef_.T, dtype=np.float32)
+            self._semantic_intercept = model.intercept_.astype(np.float32)
 
     @property
     def has_classifier(self) -> bool:
@@ -123,7 +153,9 @@ class SearchIndex:
         norm = float(np.linalg.norm(all_values))
         if norm > 0:
             all_values /= norm
-        return self._csr((all_values, all_indices, [0, len(all_indices)]), shape=(1, offset))
+        # float32 like the index: a float64 query would upcast the whole matrix on every call
+        data = all_values.astype(np.float32)
+        return self._csr((data, all_indices, [0, len(all_indices)]), shape=(1, offset))
 
     def rank(self, question: str, limit: int = 3) -> list[tuple[Article, float]]:
         """Best ``limit`` articles with a confidence in [0, 1], best first."""
@@ -140,17 +172,33 @@ class SearchIndex:
         w = self.weights
         if self._classifier is not None:
             margins = np.asarray(vector @ self._coef_t).ravel() + self._intercept
-            shifted = (margins - margins.max()) * w.temperature
-            probabilities = np.exp(shifted)
-            probabilities /= probabilities.sum()
+            probabilities = _softmax(margins, w.temperature)
             blended = w.classifier * probabilities + w.nearest * nearest + w.fuzzy * fuzzy
         else:
             total = w.nearest + w.fuzzy
             blended = (w.nearest * nearest + w.fuzzy * fuzzy) / total
+        if self._encoder is not None:
+            blended = self._with_semantic(question, blended)
         count = min(limit, len(self.articles))
         top = np.argpartition(-blended, count - 1)[:count]
         top = top[np.argsort(-blended[top], kind="stable")]
         return [(self.articles[i], float(min(1.0, max(0.0, blended[i])))) for i in top]
+
+    def _with_semantic(self, question: str, lexical: np.ndarray) -> np.ndarray:
+        assert self._encoder is not None
+        w = self.weights
+        query = np.asarray(self._encoder.encode([question[:MAX_SEMANTIC_CHARS]]))[0]
+        similarity = np.clip(self._embeddings @ query, 0.0, 1.0)
+        nearest = np.maximum.reduceat(similarity, self._starts)
+        semantic_share = w.semantic_nearest + w.semantic_classifier
+        blended = (1.0 - semantic_share) * lexical + w.semantic_nearest * nearest
+        if self._semantic_coef_t is not None:
+            blended += w.semantic_classifier * _softmax(
+                query @ self._semantic_coef_t + self._semantic_intercept, w.temperature
+            )
+        else:
+            blended += w.semantic_classifier * nearest
+        return blended
 
     def _fuzzy(self, text: str, similarity: np.ndarray) -> np.ndarray:
         """Best rapidfuzz similarity per article over the phrasings closest by cosine."""
@@ -161,6 +209,12 @@ class SearchIndex:
         matrix = fuzz_process.cdist([text], choices, scorer=fuzz.token_sort_ratio)[0] / 100.0
         np.maximum.at(scores, self._owners[shortlist], matrix)
         return scores
+
+
+def _softmax(margins: np.ndarray, temperature: float) -> np.ndarray:
+    shifted = np.exp((margins - margins.max()) * temperature)
+    result: np.ndarray = shifted / shifted.sum()
+    return result
 
 
 def _tfidf_block(vectorizer: Any, text: str) -> tuple[np.ndarray, np.ndarray]:

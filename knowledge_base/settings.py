@@ -22,14 +22,25 @@ class KbSettings:
     suggest_threshold: float = DEFAULT_SUGGEST_THRESHOLD
     # Free-form provenance written by the tuner (what data, which figures); informational only.
     tuned_on: dict[str, Any] | None = None
+    # Blend in sentence embeddings (optional extra `deskbot[embeddings]`); lexical when False.
+    semantic: bool = False
 
     def with_overrides(
-        self, *, answer_threshold: float | None = None, suggest_threshold: float | None = None
+        self,
+        *,
+        answer_threshold: float | None = None,
+        suggest_threshold: float | None = None,
+        semantic: bool | None = None,
     ) -> KbSettings:
         answer = self.answer_threshold if answer_threshold is None else answer_threshold
         suggest = self.suggest_threshold if suggest_threshold is None else suggest_threshold
         check_thresholds(answer, suggest)
-        return replace(self, answer_threshold=answer, suggest_threshold=suggest)
+        return replace(
+            self,
+            answer_threshold=answer,
+            suggest_threshold=suggest,
+            semantic=self.semantic if semantic is None else semantic,
+        )
 
 
 def check_thresholds(answer: float, suggest: float) -> None:
@@ -62,8 +73,12 @@ def read_settings(directory: Path) -> tuple[KbSettings, list[Problem]]:
         check_thresholds(answer, suggest)
     except ValueError as error:
         return KbSettings(), [Problem(path, 0, str(error))]
+    semantic = data.get("semantic", False)
+    if not isinstance(semantic, bool):
+        return KbSettings(), [Problem(path, 0, f"semantic must be true or false, got {semantic!r}")]
     tuned_on = data.get("tuned_on")
-    return KbSettings(answer, suggest, tuned_on if isinstance(tuned_on, dict) else None), []
+    tuned = tuned_on if isinstance(tuned_on, dict) else None
+    return KbSettings(answer, suggest, tuned, semantic), []
 
 
 def _threshold(data: dict[str, Any], key: str, default: float) -> float:
@@ -79,6 +94,8 @@ def write_settings(directory: Path, settings: KbSettings) -> Path:
         "answer_threshold": round(settings.answer_threshold, 6),
         "suggest_threshold": round(settings.suggest_threshold, 6),
     }
+    if settings.semantic:
+        data["semantic"] = True
     if settings.tuned_on:
         data["tuned_on"] = settings.tuned_on
     header = "# Written by `deskbot kb tune`; may be edited (0 <= suggest <= answer <= 1).\n"
