@@ -419,11 +419,33 @@ def _phone(raw: str, region: str | None, cache: dict[str, str | _Reject]) -> str
     return result
 
 
+# Plain ASCII addresses whose normal form is simply the lower-cased text. They skip
+# email-validator, which costs ~100 µs an address (most of a customer import's time); anything
+# else (IDNA, quoting, special-use domains, odd lengths) takes the full path. A property test
+# checks that both agree on everything this pattern accepts.
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+    re.ASCII,
+)
+_SPECIAL_USE_TLDS = frozenset(("arpa", "invalid", "local", "localhost", "onion", "test"))
+
+
+def _plain_email(raw: str) -> str | None:
+    """The normal form of a plain address, or ``None`` when it needs email-validator."""
+    text = raw.strip().lower()
+    if len(text) > 254 or not _PLAIN_EMAIL.fullmatch(text):
+        return None
+    local, _, domain = text.partition("@")
+    if len(local) > 64 or "--" in domain or domain.rsplit(".", 1)[1] in _SPECIAL_USE_TLDS:
+        return None
+    return text
+
+
 def _email(raw: str, cache: dict[str, str | _Reject]) -> str:
     result = cache.get(raw)
     if result is None:
         try:
-            result = normalize_email(raw)
+            result = _plain_email(raw) or normalize_email(raw)
         except InvalidEmail:
             result = _Reject(f"invalid e-mail “{raw}”")
         cache[raw] = result

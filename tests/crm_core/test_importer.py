@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core import importer
-from crm_core.errors import ImportFailed
+from crm_core.errors import ImportFailed, InvalidEmail
 from crm_core.importer import ImportReport, import_customers, import_purchases
 from crm_core.models import Customer, Purchase
+from crm_core.normalize import normalize_email
 
 CUSTOMERS = """\
 Customer_ID;Full Name;Mobile;E-Mail;Lang;Tags;Shoe size
@@ -353,3 +356,43 @@ async def test_utf8_bom_and_text_streams_are_accepted(
 
     assert (first.created, second.created) == (1, 1)
     assert set(await customers(session)) == {"Zoë", "Yann"}
+
+
+# --------------------------------------------------------------------------------------------
+# The e-mail fast path agrees with the full normalisation
+# --------------------------------------------------------------------------------------------
+
+
+_ATOM = st.text(alphabet="abcXYZ0189_+-", min_size=1, max_size=8)
+_LABEL = st.from_regex(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?", fullmatch=True)
+_ADDRESSES = st.builds(
+    lambda atoms, labels, tld: f"{'.'.join(atoms)}@{'.'.join(labels)}.{tld}",
+    st.lists(_ATOM, min_size=1, max_size=3),
+    st.lists(_LABEL, min_size=1, max_size=3),
+    st.sampled_from(["com", "DE", "org", "test", "local", "c0m", "museum", "x"]),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ADDRESSES)
+def test_plain_email_fast_path_matches_normalize_email(address: str) -> None:
+    fast = importer._plain_email(address)
+    try:
+        full: str | None = normalize_email(address)
+    except InvalidEmail:
+        full = None
+    assert fast is None or fast == full
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["a@xn--bcher-kva.ch", "a@b-.com", "x@printer.local", "a..b@example.com", "Zoë@example.com"],
+)
+def test_unusual_addresses_take_the_full_path(address: str) -> None:
+    assert importer._plain_email(address) is None
+
+
+def test_plain_addresses_take_the_fast_path() -> None:
+    assert importer._plain_email(" Ada.Lovelace+crm@Mail.Example.COM ") == (
+        "ada.lovelace+crm@mail.example.com"
+    )
