@@ -108,7 +108,7 @@ async def on_reload_kb(update: Update, context: DeskContext) -> None:
         return
     result = await asyncio.to_thread(holder.reload)
     log.info("/reload_kb by %s: %s", update.effective_user, result.summary())
-    problems = [str(p) for p in result.problems]
+    problems = [f"{p.path.name}:{p.line}: {p.reason}" for p in result.problems]
     await reply(
         context,
         "supervisor_reload_kb",
