@@ -1,7 +1,10 @@
 """Rows for the desk tests, written with the models directly (no dependency on other services)."""
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import Agent, AgentRole, Customer
@@ -36,3 +39,38 @@ def cid(customer: Customer) -> int:
 def aid(agent: Agent) -> int:
     assert agent.id is not None
     return agent.id
+
+
+class Rendezvous:
+    """Makes concurrent units of work meet at one point before any of them goes on.
+
+    Placed between a service's read and its write, it forces the interleaving that a missing
+    lock would get wrong. Where the code under test does lock, the second unit cannot reach the
+    point while the first holds the lock, so the first waits at most ``timeout`` and goes on.
+    """
+
+    def __init__(self, parties: int = 2, timeout: float = 0.5) -> None:
+        self.parties = parties
+        self.timeout = timeout
+        self.arrived = 0
+        self._all_here = asyncio.Event()
+        self._waited = False
+
+    async def meet(self) -> None:
+        """Wait for the others once; later calls (e.g. from a loop) pass straight through."""
+        self.arrived += 1
+        if self.arrived >= self.parties:
+            self._all_here.set()
+        if self._waited:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_here.wait(), self.timeout)
+        self._waited = True
+
+
+async def warm_pool(engine: AsyncEngine, connections: int = 2) -> None:
+    """Check out pooled connections up front (no transaction), so that concurrent tasks start
+    without connect delays that would let one finish before the other begins."""
+    opened = [await engine.connect() for _ in range(connections)]
+    for connection in opened:
+        await connection.close()

@@ -1,7 +1,9 @@
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,6 +27,7 @@ from crm_core.models import (
     Interaction,
     InteractionKind,
 )
+from crm_core.services import handoffs as handoffs_service
 from crm_core.services.complaints import file_complaint, set_complaint_group_location
 from crm_core.services.handoffs import (
     DueReminder,
@@ -45,7 +48,15 @@ from crm_core.services.handoffs import (
     record_agent_reply,
     set_handoff_location,
 )
-from tests.crm_core.desk_factories import T0, aid, cid, make_agent, make_customer
+from tests.crm_core.desk_factories import (
+    T0,
+    Rendezvous,
+    aid,
+    cid,
+    make_agent,
+    make_customer,
+    warm_pool,
+)
 
 REMIND = timedelta(minutes=10)
 H = HandoffStatus
@@ -493,9 +504,23 @@ async def test_claimed_or_closed_handoffs_are_not_reminded(session: AsyncSession
 
 
 async def test_two_sweepers_take_each_due_handoff_exactly_once(
-    session: AsyncSession, session_factory: SessionFactory
+    session: AsyncSession,
+    session_factory: SessionFactory,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     handoffs = [await _open(session, await make_customer(session, f"C{i}")) for i in range(30)]
+    # Both sweepers have selected their candidates before either advances one (where the
+    # database lets them: SQLite serialises the sweeps, PostgreSQL skips locked rows).
+    rendezvous = Rendezvous()
+    advance = handoffs_service._advance
+
+    async def selected_then_meet(*args: Any) -> DueReminder | None:
+        await rendezvous.meet()
+        return await advance(*args)
+
+    monkeypatch.setattr(handoffs_service, "_advance", selected_then_meet)
+    await warm_pool(engine)
 
     async def sweep() -> list[DueReminder]:
         async with session_factory() as own:
