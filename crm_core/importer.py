@@ -708,12 +708,7 @@ def _customer_changes(match: _ExistingCustomer, values: dict[str, Any]) -> dict[
         merged = match.tags + [tag for tag in values["tags"] if tag not in match.tags]
         if merged != match.tags:
             changes["tags"] = merged
-    if changes:
-        # executemany needs the same keys in every row: send the full updatable state.
-        full = {key: getattr(match, key) for key in _UPDATABLE}
-        full["tags"] = match.tags
-        return {**full, **changes}
-    return {}
+    return changes
 
 
 def _new_customer(values: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -1178,19 +1173,22 @@ async def _update(
     progress: bool = False,
     description: str = "",
 ) -> None:
-    if not rows:
-        return
-    columns = [key for key in rows[0] if key != "id"]
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values({key: bindparam(f"b_{key}") for key in columns})
-    )
+    """Bulk UPDATE by id, setting only each row's changed columns (never a stale copy of the
+    others). executemany needs one statement per column set, so rows are grouped by it."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(key for key in row if key != "id"), []).append(row)
     with _progress(progress, description, len(rows)) as bar:
-        for start in range(0, len(rows), batch_size):
-            batch = [
-                {f"b_{key}": value for key, value in row.items()}
-                for row in rows[start : start + batch_size]
-            ]
-            await _execute_batch(conn, statement, batch)
-            bar.update(len(batch))
+        for columns, group in groups.items():
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values({key: bindparam(f"b_{key}") for key in columns})
+            )
+            for start in range(0, len(group), batch_size):
+                batch = [
+                    {f"b_{key}": value for key, value in row.items()}
+                    for row in group[start : start + batch_size]
+                ]
+                await _execute_batch(conn, statement, batch)
+                bar.update(len(batch))

@@ -114,6 +114,20 @@ async def test_matching_customers_are_updated_without_erasing(
     assert ada.tags == ["vip", "newsletter", "b2b"]  # added, not replaced
 
 
+async def test_updates_touch_only_the_changed_columns(
+    session: AsyncSession, tmp_path: Path
+) -> None:
+    await load_customers(session, tmp_path)
+    path = write(tmp_path, "id,name,lang\nC1,Ada King,\nC2,,fr\n", "two.csv")
+
+    report = await import_customers(session=session, source=path)
+
+    assert (report.updated, report.unchanged) == (2, 0)
+    session.expire_all()
+    people = await customers(session)
+    assert (people["Ada King"].language, people["Bob"].language) == ("en", "fr")
+
+
 async def test_rejected_customer_rows_name_line_and_reason(
     session: AsyncSession, tmp_path: Path
 ) -> None:
