@@ -93,6 +93,13 @@ def run_database_command(
     if url is None:
         return EXIT_USAGE
     try:
+        if migrate.is_memory_sqlite(url):
+            print(
+                "error: an in-memory SQLite database vanishes when this command ends; "
+                "name a file, e.g. sqlite+aiosqlite:///./deskbot.db",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         return asyncio.run(action(url))
     except DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)

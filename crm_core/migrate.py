@@ -34,13 +34,13 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Enum, inspect
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from crm_core import models  # noqa: F401  (registers the tables in SQLModel.metadata)
-from crm_core.db import create_engine, is_sqlite
+from crm_core.db import create_engine
 from crm_core.errors import DomainError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -111,16 +111,35 @@ def _display_url(url: str) -> str:
 
 def _engine_for(url: str) -> AsyncEngine:
     try:
-        if is_sqlite(url):
+        if _is_sqlite(url):
             return create_engine(url)
         return create_engine(url, connect_args={"timeout": PG_CONNECT_TIMEOUT_S})
     except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
         raise DatabaseUnavailable(f"invalid database URL {_display_url(url)}: {exc}") from None
 
 
+def _parse_url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            f"invalid database URL “{url}”: expected e.g. sqlite+aiosqlite:///./deskbot.db "
+            "or postgresql+asyncpg://user:password@host:5432/deskbot"
+        ) from None
+
+
+def _is_sqlite(url: str) -> bool:
+    return _parse_url(url).get_backend_name() == "sqlite"
+
+
+def is_memory_sqlite(url: str) -> bool:
+    """An in-memory SQLite database lives only as long as its connection."""
+    return _is_sqlite(url) and _sqlite_file(url) is None
+
+
 def _sqlite_file(url: str) -> Path | None:
     """The file of a file-backed SQLite URL, else ``None`` (memory or not SQLite)."""
-    parsed = make_url(url)
+    parsed = _parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
@@ -228,7 +247,7 @@ async def ensure_database_current(url: str) -> None:
     PostgreSQL may be shared by instances running different versions, so an out-of-date
     database is refused with a clear message instead: upgrade it deliberately.
     """
-    if is_sqlite(url):
+    if _is_sqlite(url):
         await upgrade_database(url)
         return
     head = head_revision()

@@ -111,6 +111,22 @@ def test_unreachable_database_is_one_line_and_exit_1(
         assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("url", "code", "message"),
+    [
+        ("not a url", 1, "error: invalid database URL “not a url”: expected e.g."),
+        ("mysql+nodriver://h/db", 1, "error: invalid database URL mysql+nodriver://h/db:"),
+        ("sqlite+aiosqlite://", 2, "error: an in-memory SQLite database vanishes"),
+    ],
+)
+def test_unusable_database_url(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], url: str, code: int, message: str
+) -> None:
+    result, out, err = run(capsys, "db", "upgrade", "--database-url", url)
+    assert (result, out) == (code, "")
+    assert err.startswith(message)
+
+
 def test_bad_settings_exit_2(
     in_tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
