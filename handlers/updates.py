@@ -19,14 +19,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlmodel import select
 from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop, BaseHandler, TypeHandler
 
-from crm_core.models import Channel, Direction, InteractionKind
+from crm_core.models import Channel, Direction, Interaction, InteractionKind
 from crm_core.services.customers import identify_customer
 from crm_core.services.interactions import log_interaction
-from handlers.deps import DeskContext, current_scope
+from handlers.deps import DeskContext, UpdateScope, current_scope
 
 # -2: the handoff relay (handlers.relay, group -1) runs after the recorder and before group 0.
 INBOUND_GROUP = -2
@@ -93,6 +94,10 @@ async def record_inbound(update: Update, context: DeskContext) -> None:
     user = update.effective_user
     assert user is not None
     scope = current_scope()
+    if await _already_recorded(scope, inbound_key(update.update_id)):
+        # Checked before identifying: a redelivered update of a customer who has since been
+        # erased (/forgetme) must not bring them back as a new customer.
+        raise ApplicationHandlerStop
     customer = await identify_customer(
         session=scope.session,
         channel=Channel.telegram,
@@ -117,6 +122,11 @@ async def record_inbound(update: Update, context: DeskContext) -> None:
     scope.inbound_interaction_id = logged.interaction.id
     if not logged.created:
         raise ApplicationHandlerStop
+
+
+async def _already_recorded(scope: UpdateScope, key: str) -> bool:
+    stmt = select(Interaction.id).where(Interaction.idempotency_key == key).limit(1)
+    return (await scope.session.exec(stmt)).first() is not None
 
 
 def build_handlers() -> list[tuple[BaseHandler[Any, Any, Any], int]]:

@@ -26,6 +26,7 @@ import itertools
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -274,6 +275,7 @@ class FakeBotAPI:
         self.processed_update_ids: list[int] = []
         self._updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
         self._redeliveries: list[dict[str, Any]] = []
+        self._redelivered_times: Counter[int] = Counter()
         self._all_updates: dict[int, dict[str, Any]] = {}
         self._update_ids = itertools.count(1000)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -402,6 +404,7 @@ class FakeBotAPI:
     def redeliver(self, update_id: int) -> None:
         """Deliver an update again, as Telegram does when the offset was not confirmed."""
         self._redeliveries.append(self._all_updates[update_id])
+        self._redelivered_times[update_id] += 1
         self._notify()
 
     def push_message(
@@ -614,7 +617,12 @@ class FakeBotAPI:
 
         def done() -> bool:
             pending = set(self._all_updates) - set(self.processed_update_ids)
-            return not pending and not self._redeliveries
+            # A redelivered update must be processed once more than it was redelivered.
+            repeats_done = all(
+                self.processed_update_ids.count(update_id) > times
+                for update_id, times in self._redelivered_times.items()
+            )
+            return not pending and not self._redeliveries and repeats_done
 
         await self.wait_for(done, timeout, what="all updates processed")
 
