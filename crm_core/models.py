@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Index, Text, UniqueConstraint, text
+from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
 from crm_core.clock import utcnow
@@ -37,6 +38,22 @@ def _updated() -> Any:
         nullable=False,
         sa_column_kwargs={"onupdate": utcnow},
     )
+
+
+def _enum(enum: type[StrEnum], **kwargs: Any) -> Any:
+    """A string column holding the enum's *value* (``"in"``, not ``"inbound"``).
+
+    Not a native PostgreSQL enum and no CHECK constraint: a new interaction kind or status is
+    then a code change, not a migration, and raw SQL reads the same words the code uses.
+    """
+    column_type = SAEnum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+    )
+    return Field(sa_type=column_type, **kwargs)
 
 
 def _json(default_factory: Any) -> Any:
@@ -203,8 +220,8 @@ class ChannelIdentityPublic(ChannelIdentityBase):
 
 class InteractionBase(SQLModel):
     channel: str = Field(max_length=32)
-    direction: Direction
-    kind: InteractionKind
+    direction: Direction = _enum(Direction)
+    kind: InteractionKind = _enum(InteractionKind)
     text: str | None = Field(default=None, sa_type=Text)
     details: dict[str, Any] = _json(dict)
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -248,7 +265,7 @@ class InteractionPublic(InteractionBase):
 class AgentBase(SQLModel):
     telegram_user_id: int = Field(sa_type=BigInteger)
     display_name: str = Field(max_length=200)
-    role: AgentRole = AgentRole.agent
+    role: AgentRole = _enum(AgentRole, default=AgentRole.agent)
     active: bool = True
 
 
@@ -274,8 +291,8 @@ class AgentPublic(AgentBase):
 
 
 class ComplaintBase(SQLModel):
-    category: ComplaintCategory
-    severity: Severity = Severity.medium
+    category: ComplaintCategory = _enum(ComplaintCategory)
+    severity: Severity = _enum(Severity, default=Severity.medium)
     description: str = Field(sa_type=Text)
     attachments: list[str] = _json(list)
 
@@ -293,7 +310,7 @@ class Complaint(ComplaintBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(max_length=20)
     customer_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
-    status: ComplaintStatus = ComplaintStatus.open
+    status: ComplaintStatus = _enum(ComplaintStatus, default=ComplaintStatus.open)
     assignee_id: int | None = Field(default=None, foreign_key="agent.id", index=True)
     sla_due_at: datetime | None = _ts(default=None)
     first_response_at: datetime | None = _ts(default=None)
@@ -326,10 +343,10 @@ class ComplaintPublic(ComplaintBase):
 
 class ComplaintEventBase(SQLModel):
     action: str = Field(max_length=32, description="filed, assigned, status_changed, comment, ...")
-    actor_type: ActorType
+    actor_type: ActorType = _enum(ActorType)
     actor_id: int | None = Field(default=None, description="agent id when the actor is an agent")
-    from_status: ComplaintStatus | None = None
-    to_status: ComplaintStatus | None = None
+    from_status: ComplaintStatus | None = _enum(ComplaintStatus, default=None)
+    to_status: ComplaintStatus | None = _enum(ComplaintStatus, default=None)
     note: str | None = Field(default=None, sa_type=Text)
 
 
@@ -389,7 +406,7 @@ class Handoff(HandoffBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int | None = Field(default=None, foreign_key="customer.id")
     complaint_id: int | None = Field(default=None, foreign_key="complaint.id")
-    status: HandoffStatus = HandoffStatus.waiting
+    status: HandoffStatus = _enum(HandoffStatus, default=HandoffStatus.waiting)
     agent_id: int | None = Field(default=None, foreign_key="agent.id", index=True)
     chat_id: int | None = Field(default=None, sa_type=BigInteger)
     topic_id: int | None = Field(default=None, sa_type=BigInteger)
@@ -458,7 +475,15 @@ class PurchaseCreate(PurchaseBase):
 class Purchase(PurchaseBase, table=True):
     __table_args__ = (
         UniqueConstraint("external_ref", name="uq_purchase_external_ref"),
-        Index("ix_purchase_customer_time", "customer_id", "purchased_at"),
+        # Covering index: RFM reads (customer, time, amount, currency) from the index alone,
+        # ~3.5x faster on SQLite at 1M purchases (bench/bench_rfm.py --covering-index).
+        Index(
+            "ix_purchase_customer_time",
+            "customer_id",
+            "purchased_at",
+            "amount_minor",
+            "currency",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-23 02:16:22.020917
+Create Date: 2026-11-23 02:45:13.243628
 """
 
 from collections.abc import Sequence
@@ -26,7 +26,7 @@ def upgrade() -> None:
     op.create_table('agent',
     sa.Column('telegram_user_id', sa.BigInteger(), nullable=False),
     sa.Column('display_name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('role', sa.Enum('agent', 'supervisor', name='agentrole'), nullable=False),
+    sa.Column('role', sa.Enum('agent', 'supervisor', name='agentrole', native_enum=False, length=32), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('created_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
@@ -87,14 +87,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_channel_identity_username'), ['username'], unique=False)
 
     op.create_table('complaint',
-    sa.Column('category', sa.Enum('price', 'product', 'service', 'delivery', 'billing', 'technical', 'other', name='complaintcategory'), nullable=False),
-    sa.Column('severity', sa.Enum('low', 'medium', 'high', 'critical', name='severity'), nullable=False),
+    sa.Column('category', sa.Enum('price', 'product', 'service', 'delivery', 'billing', 'technical', 'other', name='complaintcategory', native_enum=False, length=32), nullable=False),
+    sa.Column('severity', sa.Enum('low', 'medium', 'high', 'critical', name='severity', native_enum=False, length=32), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('attachments', sa.JSON(), nullable=False),
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=True),
-    sa.Column('status', sa.Enum('open', 'in_progress', 'resolved', 'closed', name='complaintstatus'), nullable=False),
+    sa.Column('status', sa.Enum('open', 'in_progress', 'resolved', 'closed', name='complaintstatus', native_enum=False, length=32), nullable=False),
     sa.Column('assignee_id', sa.Integer(), nullable=True),
     sa.Column('sla_due_at', crm_core.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('first_response_at', crm_core.types.UTCDateTime(timezone=True), nullable=True),
@@ -149,14 +149,14 @@ def upgrade() -> None:
     sa.UniqueConstraint('external_ref', name='uq_purchase_external_ref')
     )
     with op.batch_alter_table('purchase', schema=None) as batch_op:
-        batch_op.create_index('ix_purchase_customer_time', ['customer_id', 'purchased_at'], unique=False)
+        batch_op.create_index('ix_purchase_customer_time', ['customer_id', 'purchased_at', 'amount_minor', 'currency'], unique=False)
 
     op.create_table('complaint_event',
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-    sa.Column('actor_type', sa.Enum('customer', 'agent', 'system', name='actortype'), nullable=False),
+    sa.Column('actor_type', sa.Enum('customer', 'agent', 'system', name='actortype', native_enum=False, length=32), nullable=False),
     sa.Column('actor_id', sa.Integer(), nullable=True),
-    sa.Column('from_status', sa.Enum('open', 'in_progress', 'resolved', 'closed', name='complaintstatus'), nullable=True),
-    sa.Column('to_status', sa.Enum('open', 'in_progress', 'resolved', 'closed', name='complaintstatus'), nullable=True),
+    sa.Column('from_status', sa.Enum('open', 'in_progress', 'resolved', 'closed', name='complaintstatus', native_enum=False, length=32), nullable=True),
+    sa.Column('to_status', sa.Enum('open', 'in_progress', 'resolved', 'closed', name='complaintstatus', native_enum=False, length=32), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('complaint_id', sa.Integer(), nullable=False),
@@ -172,7 +172,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=True),
     sa.Column('complaint_id', sa.Integer(), nullable=True),
-    sa.Column('status', sa.Enum('waiting', 'claimed', 'closed', name='handoffstatus'), nullable=False),
+    sa.Column('status', sa.Enum('waiting', 'claimed', 'closed', name='handoffstatus', native_enum=False, length=32), nullable=False),
     sa.Column('agent_id', sa.Integer(), nullable=True),
     sa.Column('chat_id', sa.BigInteger(), nullable=True),
     sa.Column('topic_id', sa.BigInteger(), nullable=True),
@@ -218,8 +218,8 @@ def upgrade() -> None:
 
     op.create_table('interaction',
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-    sa.Column('direction', sa.Enum('inbound', 'outbound', 'internal', name='direction'), nullable=False),
-    sa.Column('kind', sa.Enum('message', 'command', 'kb_answer', 'kb_suggest', 'kb_none', 'kb_feedback', 'complaint_event', 'handoff_event', 'agent_reply', 'note', 'csat', 'identity', 'system', name='interactionkind'), nullable=False),
+    sa.Column('direction', sa.Enum('in', 'out', 'internal', name='direction', native_enum=False, length=32), nullable=False),
+    sa.Column('kind', sa.Enum('message', 'command', 'kb_answer', 'kb_suggest', 'kb_none', 'kb_feedback', 'complaint_event', 'handoff_event', 'agent_reply', 'note', 'csat', 'identity', 'system', name='interactionkind', native_enum=False, length=32), nullable=False),
     sa.Column('text', sa.Text(), nullable=True),
     sa.Column('details', sa.JSON(), nullable=False),
     sa.Column('occurred_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
