@@ -9,10 +9,12 @@ Every button of a flow carries the flow's random ``token``, so a button of an ol
 that was cancelled, filed or expired) is recognised as stale and answered with "this has
 expired, start again" instead of acting on whatever flow is current.
 
-After a submit the state becomes step ``done`` (remembering the reference) until it expires: a
-second press of "Submit" (double tap, or the same button pressed again later) names the
-complaint already filed instead of filing it twice. Updates of one chat are handled one after
-the other (``bot.app.PerChatUpdateProcessor``), so two presses never race in one instance.
+A submit ends the flow and leaves a small marker under a separate key (``<chat>:filed``, flow
+``complaint_filed``, same TTL) remembering the token and the reference: a second press of
+"Submit" (double tap, or the same button pressed again later) names the complaint already filed
+instead of filing it twice. The marker is not the chat's flow, so nothing else (the handoff
+relay, the knowledge base) thinks a flow is still going on. Updates of one chat are handled one
+after the other (``bot.app.PerChatUpdateProcessor``), so two presses never race in one instance.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ FLOW_NAME = "complaint"
 STEP_CATEGORY = "category"
 STEP_DESCRIPTION = "description"
 STEP_CONFIRM = "confirm"
+FILED_FLOW_NAME = "complaint_filed"
+FILED_KEY_SUFFIX = ":filed"
 STEP_DONE = "done"
 ACTIVE_STEPS = frozenset({STEP_CATEGORY, STEP_DESCRIPTION, STEP_CONFIRM})
 
@@ -125,7 +129,7 @@ def attachment_of(message: Message) -> str | None:
 
 
 async def load_flow(update: Update, context: DeskContext) -> FlowState | None:
-    """The chat's complaint flow (any step, ``done`` included), or None."""
+    """The chat's complaint flow in progress, or None."""
     flow = await get_flow(
         session=context.session, channel=Channel.telegram, chat_key=chat_key(update)
     )
@@ -145,6 +149,20 @@ async def store(update: Update, context: DeskContext, step: str, draft: Complain
         data=draft.to_data(),
         ttl=context.deps.config.flow_ttl,
     )
+
+
+async def filed_marker(update: Update, context: DeskContext) -> FlowState | None:
+    """What the last submit in this chat left behind (token and reference), if not expired."""
+    marker = await get_flow(
+        session=context.session,
+        channel=Channel.telegram,
+        chat_key=chat_key(update) + FILED_KEY_SUFFIX,
+    )
+    return marker if marker is not None and marker.flow == FILED_FLOW_NAME else None
+
+
+async def end_flow(update: Update, context: DeskContext) -> None:
+    await clear_flow(session=context.session, channel=Channel.telegram, chat_key=chat_key(update))
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,17 +332,16 @@ async def on_confirm(update: Update, context: DeskContext) -> None:
     flow = await load_flow(update, context)
     if flow is None or flow.data.get("token") != token:
         await drop_buttons(update)
-        await reply(context, "flow_expired")
+        marker = await filed_marker(update, context)
+        if marker is not None and marker.data.get("token") == token:
+            reference = str(marker.data.get("reference") or "")
+            await reply(context, "complaint_already_filed", reference=reference)
+        else:
+            await reply(context, "flow_expired")
         return
     draft = ComplaintDraft.from_data(flow.data)
-    if flow.step == STEP_DONE:
-        await drop_buttons(update)
-        await reply(context, "complaint_already_filed", reference=draft.reference or "")
-        return
     if action == CANCEL:
-        await clear_flow(
-            session=context.session, channel=Channel.telegram, chat_key=chat_key(update)
-        )
+        await end_flow(update, context)
         await drop_buttons(update)
         await reply(context, "complaint_cancelled")
     elif action == EDIT:
@@ -359,7 +376,17 @@ async def submit(update: Update, context: DeskContext, draft: ComplaintDraft) ->
     )
     assert complaint.id is not None
     draft.reference = complaint.reference
-    await store(update, context, STEP_DONE, draft)
+    await end_flow(update, context)
+    await save_flow(
+        session=context.session,
+        channel=Channel.telegram,
+        chat_key=chat_key(update) + FILED_KEY_SUFFIX,
+        customer_id=customer_id,
+        flow=FILED_FLOW_NAME,
+        step=STEP_DONE,
+        data={"token": draft.token, "reference": complaint.reference},
+        ttl=config.flow_ttl,
+    )
     await drop_buttons(update)
     hours = policy.hours_for(complaint.category, complaint.severity)
     await reply(
@@ -378,10 +405,10 @@ async def cancel(update: Update, context: DeskContext) -> None:
     flow = await get_flow(
         session=context.session, channel=Channel.telegram, chat_key=chat_key(update)
     )
-    if flow is None or flow.step == STEP_DONE:
+    if flow is None:
         await reply(context, "cancel_nothing")
         return
-    await clear_flow(session=context.session, channel=Channel.telegram, chat_key=chat_key(update))
+    await end_flow(update, context)
     await reply(context, "complaint_cancelled" if flow.flow == FLOW_NAME else "flow_cancelled")
 
 
