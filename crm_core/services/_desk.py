@@ -16,6 +16,10 @@ from crm_core.models import Channel, Direction, Interaction, InteractionKind
 
 E = TypeVar("E", bound=StrEnum)
 
+# Reads overwrite objects already in the session: another session or instance may have changed
+# the rows since they were loaded, and services must act on what the database says now.
+FRESH: dict[str, Any] = {"populate_existing": True}
+
 
 @asynccontextmanager
 async def transaction(session: AsyncSession) -> AsyncIterator[None]:

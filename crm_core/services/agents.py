@@ -6,7 +6,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.errors import AgentNotFound, InvalidInput
 from crm_core.models import Agent, AgentRole
-from crm_core.services._desk import parse_choice, transaction
+from crm_core.services._desk import FRESH, parse_choice, transaction
 
 MAX_NAME_LENGTH = 200
 
@@ -93,4 +93,4 @@ async def list_agents(*, session: AsyncSession, include_inactive: bool = False) 
     if not include_inactive:
         stmt = stmt.where(col(Agent.active))
     async with transaction(session):
-        return list((await session.exec(stmt)).all())
+        return list((await session.exec(stmt, execution_options=FRESH)).all())

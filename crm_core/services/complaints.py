@@ -2,11 +2,11 @@
 
 Lifecycle (what a serious desk allows)::
 
-    open --------> in_progress --------> resolved --------> closed
-      \\___________________________________/^   |  \\            |
-          (solved on first contact)            |   reopen       | reopen
-                                               v                v
-                                   in_progress or open         open
+    from         may go to
+    open         in_progress, resolved
+    in_progress  resolved
+    resolved     closed; reopened: in_progress, open
+    closed       reopened: open
 
 - ``open -> resolved`` directly is allowed: many complaints are settled in the first answer and
   forcing a pointless "in progress" step only distorts the statistics.
@@ -58,7 +58,7 @@ from crm_core.models import (
     InteractionKind,
     Severity,
 )
-from crm_core.services._desk import log_desk_event, parse_choice, transaction
+from crm_core.services._desk import FRESH, log_desk_event, parse_choice, transaction
 from crm_core.services.references import next_reference, parse_reference
 from crm_core.sla import SlaPolicy
 
@@ -219,7 +219,7 @@ async def list_customer_complaints(
         stmt = stmt.where(Complaint.status != S.closed)
     stmt = stmt.order_by(col(Complaint.created_at).desc(), col(Complaint.id).desc())
     async with transaction(session):
-        return list((await session.exec(stmt)).all())
+        return list((await session.exec(stmt, execution_options=FRESH)).all())
 
 
 async def list_open_complaints(*, session: AsyncSession, limit: int = 50) -> list[Complaint]:
@@ -231,7 +231,7 @@ async def list_open_complaints(*, session: AsyncSession, limit: int = 50) -> lis
         .limit(limit)
     )
     async with transaction(session):
-        return list((await session.exec(stmt)).all())
+        return list((await session.exec(stmt, execution_options=FRESH)).all())
 
 
 async def complaint_history(*, session: AsyncSession, reference: str) -> list[ComplaintEvent]:
@@ -243,7 +243,7 @@ async def complaint_history(*, session: AsyncSession, reference: str) -> list[Co
             .where(ComplaintEvent.complaint_id == complaint.id)
             .order_by(col(ComplaintEvent.created_at), col(ComplaintEvent.id))
         )
-        return list((await session.exec(stmt)).all())
+        return list((await session.exec(stmt, execution_options=FRESH)).all())
 
 
 # --------------------------------------------------------------------------------------------

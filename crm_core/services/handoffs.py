@@ -40,7 +40,7 @@ from crm_core.models import (
     HandoffStatus,
     InteractionKind,
 )
-from crm_core.services._desk import insert_ignoring_conflict, log_desk_event, transaction
+from crm_core.services._desk import FRESH, insert_ignoring_conflict, log_desk_event, transaction
 
 H = HandoffStatus
 # Conditional UPDATEs refresh in-session objects only for the rows the database really changed
@@ -156,7 +156,7 @@ async def list_waiting_handoffs(*, session: AsyncSession) -> list[Handoff]:
         .order_by(col(Handoff.requested_at), col(Handoff.id))
     )
     async with transaction(session):
-        return list((await session.exec(stmt)).all())
+        return list((await session.exec(stmt, execution_options=FRESH)).all())
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ async def find_handoff_by_topic(
         .order_by(col(Handoff.id).desc())
     )
     async with transaction(session):
-        return (await session.exec(stmt)).first()
+        return (await session.exec(stmt, execution_options=FRESH)).first()
 
 
 async def move_handoff_chat(*, session: AsyncSession, old_chat_id: int, new_chat_id: int) -> int:
