@@ -80,6 +80,11 @@ def generate(folder: Path, customers: int, purchases: int) -> tuple[Path, Path]:
     return customers_csv, purchases_csv
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -91,7 +96,7 @@ async def _import_all(url: str, customers_csv: Path, purchases_csv: Path) -> lis
     try:
         factory = create_session_factory(engine)
         for kind, path in (("customers", customers_csv), ("purchases", purchases_csv)):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_seconds()
             async with factory() as session:
                 if kind == "customers":
                     report = await importer.import_customers(session=session, source=path)
@@ -104,10 +109,11 @@ async def _import_all(url: str, customers_csv: Path, purchases_csv: Path) -> lis
                     "kind": kind,
                     "rows": report.created,
                     "seconds": seconds,
+                    "cpu": _cpu_seconds() - cpu,
                     "peak_rss": _peak_rss_mib(),
                 }
             )
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         async with factory() as session:
             report = await importer.import_purchases(session=session, source=purchases_csv)
         assert report.unchanged == report.rows, report.summary()
@@ -116,6 +122,7 @@ async def _import_all(url: str, customers_csv: Path, purchases_csv: Path) -> lis
                 "kind": "purchases again (no change)",
                 "rows": report.rows,
                 "seconds": time.perf_counter() - started,
+                "cpu": _cpu_seconds() - cpu,
                 "peak_rss": _peak_rss_mib(),
             }
         )
@@ -176,12 +183,15 @@ def main() -> None:
         finally:
             if len(stores) > 1:
                 asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-    print("| store | import | rows | seconds | rows/s | peak RSS (MiB) |")
-    print("|---|---|---:|---:|---:|---:|")
+    load = os.getloadavg()[0]
+    print(f"{os.cpu_count()} CPUs, load average {load:.1f} at the end (CPU s: this process only)")
+    print()
+    print("| store | import | rows | seconds | rows/s | CPU s | peak RSS (MiB) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for store, r in rows:
         print(
             f"| {store} | {r['kind']} | {r['rows']:,} | {r['seconds']:.1f} | "
-            f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss']:.0f} |"
+            f"{r['rows'] / r['seconds']:,.0f} | {r['cpu']:.1f} | {r['peak_rss']:.0f} |"
         )
 
 

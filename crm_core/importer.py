@@ -198,11 +198,7 @@ async def import_purchases(
     nothing_to_write = dry_run or (strict and report.rejected)
 
     async def write(conn: AsyncConnection) -> None:
-        now = utcnow()
-
-        def values(row: _PurchaseRow) -> tuple[Any, ...]:
-            return (*row[1:], now, now)
-
+        values = _purchase_driver_values(conn.dialect.name, utcnow())
         table = _table(Purchase)
         any_existing = (await conn.execute(select(table.c.id).limit(1))).first() is not None
         label = "checking purchases" if nothing_to_write else "writing purchases"
@@ -214,7 +210,13 @@ async def import_purchases(
                 creates, updates = _classify_purchases(chunk, existing, conn.dialect.name, report)
                 if not nothing_to_write:
                     await _insert(
-                        conn, table, _PURCHASE_COLUMNS, creates, values, batch_size=batch_size
+                        conn,
+                        table,
+                        _PURCHASE_COLUMNS,
+                        creates,
+                        values,
+                        batch_size=batch_size,
+                        driver_ready=conn.dialect.name in ("sqlite", "postgresql"),
                     )
                     await _update(conn, table, updates, batch_size)
                 bar.update(len(chunk))
@@ -1094,8 +1096,10 @@ async def _insert(
     batch_size: int,
     progress: bool = False,
     description: str = "",
+    driver_ready: bool = False,
 ) -> None:
-    """Bulk INSERT in batches; ``to_values`` turns a compact row into the columns' values.
+    """Bulk INSERT in batches; ``to_values`` turns a compact row into the columns' values
+    (already in the driver's form when ``driver_ready``).
 
     SQLAlchemy's per-value type processing would cost more than the database itself for a
     million rows, so SQLite gets a driver-level executemany with values already in the form
@@ -1114,7 +1118,9 @@ async def _insert(
         statement = _Copy(table.name, columns)
     else:
         statement = insert(table)
-    convert = _driver_converter(table, columns, dialect)
+    convert = (
+        (lambda values: values) if driver_ready else _driver_converter(table, columns, dialect)
+    )
     with _progress(progress, description, len(rows)) as bar:
         for start in range(0, len(rows), batch_size):
             batch = [convert(to_values(row)) for row in rows[start : start + batch_size]]
@@ -1162,7 +1168,19 @@ def _sqlite_datetime_memo() -> Callable[[datetime], str]:
 
 def _sqlite_datetime(value: datetime) -> str:
     # The text SQLAlchemy's SQLite DATETIME writes, for the naive UTC that UTCDateTime binds.
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _purchase_driver_values(
+    dialect: str, now: datetime
+) -> Callable[[_PurchaseRow], tuple[Any, ...]]:
+    """A planned purchase row -> the driver's values for ``_PURCHASE_COLUMNS`` (hot path)."""
+    if dialect == "sqlite":
+        now_text = _sqlite_datetime(now)
+        return lambda r: (r[1], r[2], r[3], _sqlite_datetime(r[4]), r[5], now_text, now_text)
+    return lambda r: (r[1], r[2], r[3], r[4], r[5], now, now)
 
 
 async def _update(
