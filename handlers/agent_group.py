@@ -24,10 +24,23 @@ from telegram.error import Forbidden, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from crm_core.errors import DomainError
-from crm_core.models import ActorType, Agent, Complaint, Customer, Handoff, InteractionKind
+from crm_core.models import (
+    ActorType,
+    Agent,
+    Complaint,
+    ComplaintStatus,
+    Customer,
+    Handoff,
+    InteractionKind,
+)
 from crm_core.services.complaints import assign_complaint, transition_complaint
 from crm_core.services.customers import find_customers
-from crm_core.services.handoffs import claim_handoff, close_handoff
+from crm_core.services.handoffs import (
+    claim_handoff,
+    close_handoff,
+    find_by_group_message,
+    get_handoff,
+)
 from handlers import csat, queue, relay
 from handlers.announce import (
     ComplaintSubject,
@@ -70,6 +83,13 @@ async def on_claim(update: Update, context: DeskContext) -> None:
     with contextlib.suppress(TelegramError):
         await query.answer()
     await show_claimed(context, handoff, agent, tell_customer=True)
+
+
+async def on_noop(update: Update, context: DeskContext) -> None:
+    """A label button (e.g. "Sam is on it"): just stop the spinner."""
+    if update.callback_query is not None:
+        with contextlib.suppress(TelegramError):
+            await update.callback_query.answer()
 
 
 async def show_claimed(
@@ -212,12 +232,46 @@ async def on_status_command(update: Update, context: DeskContext) -> None:
     agent = await acting_agent(update, context)
     if agent is None:
         return
-    args = context.args or []
+    args = list(context.args or [])
+    if args and _is_status(args[0]):  # in a complaint's topic/thread the reference is implied
+        here = await complaint_here(context, update)
+        if here is not None:
+            args.insert(0, here.reference)
     if len(args) < 2:
         await reply(context, "agent_status_usage")
         return
     reference, status, note = args[0], args[1], " ".join(args[2:]) or None
     await change_status(update, context, agent, reference, status, note)
+
+
+def _is_status(word: str) -> bool:
+    cleaned = word.strip().lower().replace("-", "_")
+    return cleaned in {s.value for s in ComplaintStatus}
+
+
+async def complaint_here(context: DeskContext, update: Update) -> Complaint | None:
+    """The complaint whose topic (or bot message) this message is in, if any."""
+    message = update.effective_message
+    if message is None:
+        return None
+    candidates = []
+    if message.is_topic_message and message.message_thread_id is not None:
+        candidates.append(message.message_thread_id)
+    if message.reply_to_message is not None:
+        candidates.append(message.reply_to_message.message_id)
+    for message_id in candidates:
+        link = await find_by_group_message(
+            session=context.session, chat_id=message.chat_id, message_id=message_id
+        )
+        complaint_id = link.complaint_id if link else None
+        if link is not None and complaint_id is None and link.handoff_id is not None:
+            handoff = await get_handoff(session=context.session, handoff_id=link.handoff_id)
+            complaint_id = handoff.complaint_id
+        if complaint_id is not None:
+            complaint = await context.session.get(Complaint, complaint_id)
+            await context.session.commit()
+            return complaint
+    return None
 
 
 async def change_status(
@@ -314,10 +368,12 @@ async def on_assign_command(update: Update, context: DeskContext) -> None:
     if agent is None:
         return
     args = context.args or []
-    if not args:
+    here = await complaint_here(context, update) if not args else None
+    reference = args[0] if args else (here.reference if here is not None else None)
+    if reference is None:
         await reply(context, "agent_assign_usage")
         return
-    await assign(update, context, agent, args[0])
+    await assign(update, context, agent, reference)
 
 
 async def assign(update: Update, context: DeskContext, agent: Agent, reference: str) -> None:
@@ -421,6 +477,7 @@ def build_handlers(agent_chat_configured: bool) -> list[BaseHandler[Any, Any, An
     return [
         MessageHandler(filters.StatusUpdate.MIGRATE, on_migration),
         CallbackQueryHandler(on_claim, pattern=pattern(Prefix.HANDOFF_CLAIM)),
+        CallbackQueryHandler(on_noop, pattern=pattern(Prefix.NOOP)),
         CallbackQueryHandler(on_complaint_button, pattern=pattern(Prefix.COMPLAINT_STATUS)),
         CallbackQueryHandler(on_complaint_button, pattern=pattern(Prefix.COMPLAINT_ASSIGN)),
         CommandHandler("note", on_note, filters=groups),

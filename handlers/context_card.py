@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.clock import as_utc, utcnow
+from crm_core.clock import as_utc
 from crm_core.models import (
     Channel,
     ChannelIdentity,
@@ -35,6 +35,7 @@ MESSAGE_LIMIT = 4096
 CARD_LIMIT = MESSAGE_LIMIT - 96
 TRANSCRIPT_LINES = 12
 TRANSCRIPT_LINE_CHARS = 300
+BOT_LINE_CHARS = 120
 RECENT_COMPLAINTS = 5
 KB_KINDS = (InteractionKind.kb_answer, InteractionKind.kb_suggest, InteractionKind.kb_feedback)
 TRANSCRIPT_KINDS = (
@@ -219,13 +220,15 @@ def transcript_lines(
         else:
             who = "Bot"
         when = as_utc(item.occurred_at).strftime("%H:%M")
-        lines.append({"who": who, "when": when, "text": _clip(item.text, TRANSCRIPT_LINE_CHARS)})
+        # The bot's answers are articles the agents can look up: a glimpse is enough.
+        limit = BOT_LINE_CHARS if who == "Bot" else TRANSCRIPT_LINE_CHARS
+        lines.append({"who": who, "when": when, "text": _clip(item.text, limit)})
     return lines
 
 
 def fit_card(render: Any, transcript: list[dict[str, str]]) -> str:
     """Render with as much of the transcript (newest kept) as fits one message."""
-    lines = list(transcript)
+    lines = list(transcript[-TRANSCRIPT_LINES:])
     while True:
         html = str(render(transcript=lines, trimmed=len(lines) < len(transcript)))
         if utf16_len(plain_text(html)) <= CARD_LIMIT or not lines:
@@ -245,9 +248,7 @@ async def handoff_card_html(context: DeskContext, handoff: Handoff) -> str:
     )
     complaint = await _complaint(context.session, handoff.complaint_id)
     kb = kb_attempts([InteractionPublic.model_validate(i) for i in kb_rows])
-    transcript = transcript_lines([InteractionPublic.model_validate(i) for i in convo], view.name)[
-        -TRANSCRIPT_LINES:
-    ]
+    transcript = transcript_lines([InteractionPublic.model_validate(i) for i in convo], view.name)
     texts, lang = context.deps.texts, context.deps.config.default_language
 
     def render(**extra: Any) -> str:
@@ -259,12 +260,21 @@ async def handoff_card_html(context: DeskContext, handoff: Handoff) -> str:
             reference=handoff_reference(handoff, complaint),
             complaint=complaint,
             reason=_clip(handoff.reason, 600) if handoff.reason else None,
+            last_question=_last_question(transcript, view.name),
             kb=kb,
-            waited=format_wait(utcnow() - as_utc(handoff.requested_at)),
+            requested=as_utc(handoff.requested_at).strftime("%d %b, %H:%M UTC"),
             **extra,
         )
 
     return fit_card(render, transcript)
+
+
+def _last_question(transcript: list[dict[str, str]], customer_name: str) -> str | None:
+    """What the customer last asked (not a command): the likely reason for the handoff."""
+    for line in reversed(transcript):
+        if line["who"] == customer_name and not line["text"].startswith("/"):
+            return _clip(line["text"], 300)
+    return None
 
 
 async def complaint_card_html(context: DeskContext, complaint: Complaint) -> str:
@@ -291,7 +301,7 @@ async def complaint_card_html(context: DeskContext, complaint: Complaint) -> str
 async def customer_card_html(context: DeskContext, customer_id: int) -> str:
     """The 360° view for ``/customer``."""
     view, c360 = await customer_view(context, customer_id)
-    transcript = transcript_lines(c360.recent_interactions, view.name)[-TRANSCRIPT_LINES:]
+    transcript = transcript_lines(c360.recent_interactions, view.name)
     texts, lang = context.deps.texts, context.deps.config.default_language
     handoff = c360.open_handoff
 

@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 from telegram import Message, Update
-from telegram.error import Forbidden
+from telegram.error import Forbidden, TelegramError
 from telegram.ext import ApplicationHandlerStop, BaseHandler, MessageHandler, filters
 
 from crm_core.models import (
@@ -49,6 +49,7 @@ from handlers.announce import HandoffSubject, Place, copy_to, post, post_html
 from handlers.basic import menu_action_for_text
 from handlers.context_card import customer_chat_id
 from handlers.deps import DeskContext, current_scope
+from handlers.membership import agent_chat_id
 from handlers.messaging import deliver, plain_text, reply
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,18 @@ async def relay_from_customer(update: Update, context: DeskContext) -> None:
         return  # another flow owns the chat
     if menu_action_for_text(context.deps.texts, message.text) is not None:
         return  # a menu button press is for the bot
+    if await agent_chat_id(context) is None:
+        return  # no agents' group: nobody to relay to, the bot answers
     handoff = await get_open_handoff(session=context.session, customer_id=customer.id)
     if handoff is None:
         return
-    await forward_to_group(context, handoff, message, customer)
+    try:
+        await forward_to_group(context, handoff, message, customer)
+    except TelegramError:
+        # The group is unreachable (bot removed, Telegram down...): say so, do not pretend.
+        log.exception("could not relay to the agents' group (handoff %s)", handoff.id)
+        await context.session.rollback()
+        await reply(context, "agent_relay_failed")
     raise ApplicationHandlerStop
 
 

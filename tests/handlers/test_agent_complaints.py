@@ -72,8 +72,10 @@ async def test_complaint_is_announced_and_status_changes_reach_the_customer(
     await alice.expect("has been resolved")
     assert (await complaint_row(harness)).status == ComplaintStatus.resolved
 
-    await sam.send(f"/assign {reference}", thread_id=card.thread_id)
+    await sam.send("/assign", thread_id=card.thread_id)  # the topic implies the reference
     await sam.expect(f"Sam took {reference}", thread_id=card.thread_id)
+    await sam.send("/status closed confirmed by phone", thread_id=card.thread_id)
+    await alice.expect("is now closed")
     complaint = await complaint_row(harness)
     assert complaint.assignee_id is not None and complaint.first_response_at is not None
 

@@ -260,3 +260,20 @@ async def test_non_member_gets_no_agent_powers(harness_factory: HarnessFactory) 
     assert answer["show_alert"] and "Only members" in answer["text"]
     handoff = await latest_handoff(harness)
     assert handoff.status == HandoffStatus.waiting and handoff.agent_id is None
+
+
+async def test_long_conversation_card_fits_one_message(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    for n in range(14):
+        await alice.send(f"complaint part {n}: " + "the parcel & the box <were> damaged " * 40)
+    await drain(harness, alice)
+
+    await alice.ask("/human", contains="person")
+
+    card = await sam.expect("Handoff H-")
+    cards = [m for m in harness.fake.sent_to(GROUP_ID) if m.thread_id == card.thread_id]
+    assert len(cards) == 1 and len(card.text) <= 4096
+    assert "earlier messages left out" in card.text
+    assert "complaint part 13" in card.text and "<were>" in card.text  # newest kept, escaped
