@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from crm_core.models import Agent as AgentRow
 from crm_core.models import (
+    AgentRole,
     Direction,
     Handoff,
     HandoffStatus,
@@ -277,3 +279,38 @@ async def test_long_conversation_card_fits_one_message(harness_factory: HarnessF
     assert len(cards) == 1 and len(card.text) <= 4096
     assert "earlier messages left out" in card.text
     assert "complaint part 13" in card.text and "<were>" in card.text  # newest kept, escaped
+
+
+async def test_an_agent_removed_from_the_group_loses_powers_after_the_cache(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory, membership_cache_seconds=0)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await sam.send("First answer", thread_id=card.thread_id)
+    await alice.expect("First answer")
+
+    harness.fake.set_member(GROUP_ID, sam.id, "kicked")
+    await sam.send("Second answer", thread_id=card.thread_id)
+
+    await sam.expect("Only members of the agents' group", thread_id=card.thread_id)
+    await alice.expect_silence()
+    replies = await interactions(harness, InteractionKind.agent_reply)
+    assert [r.text for r in replies] == ["Sam (support team): First answer"]
+
+
+async def test_supervisors_act_with_the_supervisor_role_and_unsigned_replies(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory, supervisor_ids="9001", agent_signature="none")
+    sue = harness.agent("Sue", group=group, user_id=9001)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sue)
+
+    await sue.send("Hello from the team", thread_id=card.thread_id)
+
+    assert (await alice.expect("Hello from the team")).text == "Support team: Hello from the team"
+    async with harness.session_factory() as session:
+        agent = (await session.exec(select(AgentRow))).one()
+    assert (agent.telegram_user_id, agent.role) == (9001, AgentRole.supervisor)
