@@ -11,10 +11,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.errors import InvalidInput
-from crm_core.models import Channel, Direction, Interaction, InteractionKind
+from crm_core.errors import CustomerNotFound, InvalidInput
+from crm_core.models import Channel, Customer, Direction, Interaction, InteractionKind
 
 E = TypeVar("E", bound=StrEnum)
+MAX_MERGE_HOPS = 10
 
 # Reads overwrite objects already in the session: another session or instance may have changed
 # the rows since they were loaded, and services must act on what the database says now.
@@ -111,3 +112,15 @@ def log_desk_event(
     if occurred_at is not None:
         interaction.occurred_at = occurred_at
     session.add(interaction)
+
+
+async def resolve_customer(session: AsyncSession, customer_id: int) -> Customer:
+    """The customer, following merges to the survivor (a stale id still finds the person)."""
+    customer = await session.get(Customer, customer_id)
+    hops = 0
+    while customer is not None and customer.merged_into_id is not None and hops < MAX_MERGE_HOPS:
+        customer = await session.get(Customer, customer.merged_into_id)
+        hops += 1
+    if customer is None:
+        raise CustomerNotFound(f"There is no customer #{customer_id}.")
+    return customer

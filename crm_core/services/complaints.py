@@ -41,7 +41,6 @@ from crm_core.clock import utcnow
 from crm_core.errors import (
     AgentNotFound,
     ComplaintNotFound,
-    CustomerNotFound,
     InvalidInput,
     InvalidTransition,
 )
@@ -53,19 +52,23 @@ from crm_core.models import (
     ComplaintCategory,
     ComplaintEvent,
     ComplaintStatus,
-    Customer,
     Direction,
     InteractionKind,
     Severity,
 )
-from crm_core.services._desk import FRESH, log_desk_event, parse_choice, transaction
+from crm_core.services._desk import (
+    FRESH,
+    log_desk_event,
+    parse_choice,
+    resolve_customer,
+    transaction,
+)
 from crm_core.services.references import next_reference, parse_reference
 from crm_core.sla import SlaPolicy
 
 MAX_DESCRIPTION_LENGTH = 4000
 MAX_COMMENT_LENGTH = 4000
 MAX_ATTACHMENTS = 20
-MAX_MERGE_HOPS = 10
 
 S = ComplaintStatus
 # Allowed moves; the ones into a "reopened" state count as reopens.
@@ -124,7 +127,7 @@ async def file_complaint(
     now = now or utcnow()
     policy = sla or SlaPolicy()
     async with transaction(session):
-        customer = await _resolve_customer(session, customer_id)
+        customer = await resolve_customer(session, customer_id)
         complaint = Complaint(
             reference=await next_reference(session=session),
             customer_id=customer.id,
@@ -178,18 +181,6 @@ def _clean_attachments(attachments: Iterable[str]) -> list[str]:
     if len(files) > MAX_ATTACHMENTS:
         raise InvalidInput(f"At most {MAX_ATTACHMENTS} attachments per complaint, please.")
     return files
-
-
-async def _resolve_customer(session: AsyncSession, customer_id: int) -> Customer:
-    """The customer, following merges to the survivor (a stale id still finds the person)."""
-    customer = await session.get(Customer, customer_id)
-    hops = 0
-    while customer is not None and customer.merged_into_id is not None and hops < MAX_MERGE_HOPS:
-        customer = await session.get(Customer, customer.merged_into_id)
-        hops += 1
-    if customer is None:
-        raise CustomerNotFound(f"There is no customer #{customer_id}.")
-    return customer
 
 
 async def get_complaint(*, session: AsyncSession, reference: str) -> Complaint:

@@ -25,7 +25,6 @@ from crm_core.errors import (
     AgentNotFound,
     AlreadyClaimed,
     ComplaintNotFound,
-    CustomerNotFound,
     HandoffNotFound,
     InvalidInput,
     InvalidTransition,
@@ -33,14 +32,19 @@ from crm_core.errors import (
 from crm_core.models import (
     Agent,
     Complaint,
-    Customer,
     Direction,
     GroupMessageLink,
     Handoff,
     HandoffStatus,
     InteractionKind,
 )
-from crm_core.services._desk import FRESH, insert_ignoring_conflict, log_desk_event, transaction
+from crm_core.services._desk import (
+    FRESH,
+    insert_ignoring_conflict,
+    log_desk_event,
+    resolve_customer,
+    transaction,
+)
 
 H = HandoffStatus
 # Conditional UPDATEs refresh in-session objects only for the rows the database really changed
@@ -97,8 +101,9 @@ async def open_handoff(
     now = now or utcnow()
     reason = _clean_text(reason, "reason")
     async with transaction(session):
-        if await session.get(Customer, customer_id) is None:
-            raise CustomerNotFound(f"There is no customer #{customer_id}.")
+        survivor = await resolve_customer(session, customer_id)  # follows merges
+        assert survivor.id is not None
+        customer_id = survivor.id
         if complaint_id is not None and await session.get(Complaint, complaint_id) is None:
             raise ComplaintNotFound(f"There is no complaint #{complaint_id}.")
         existing = await _open_for(session, customer_id)

@@ -117,6 +117,16 @@ async def test_asking_again_returns_the_current_handoff(session: AsyncSession) -
     assert len(await _events(session, InteractionKind.handoff_event)) == 1
 
 
+async def test_a_merged_customer_gets_the_survivors_handoff(session: AsyncSession) -> None:
+    survivor = await make_customer(session, "Survivor")
+    absorbed = Customer(name="Old", merged_into_id=survivor.id)
+    session.add(absorbed)
+    await session.commit()
+    current = await _open(session, survivor)
+    via_old_id = await _open(session, absorbed)
+    assert via_old_id.id == current.id and via_old_id.customer_id == survivor.id
+
+
 async def test_after_closing_a_new_handoff_can_be_opened(session: AsyncSession) -> None:
     customer = await make_customer(session)
     first = await _open(session, customer)
