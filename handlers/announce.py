@@ -220,6 +220,8 @@ class HandoffSubject(Subject):
 
     async def short_card(self, context: DeskContext) -> tuple[str, Any]:
         handoff = await self.handoff(context)
+        if handoff.chat_id is None:  # never announced (the group was unreachable): full card
+            return await handoff_card_html(context, handoff), claim_keyboard(context, handoff)
         agent = None
         if handoff.agent_id is not None:
             agent = await get_agent(session=context.session, agent_id=handoff.agent_id)

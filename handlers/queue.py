@@ -18,6 +18,7 @@ from telegram.error import TelegramError
 
 from crm_core.clock import as_utc, utcnow
 from crm_core.models import Complaint, Customer, Handoff
+from crm_core.services.agents import get_agent_by_telegram
 from crm_core.services.complaints import list_open_complaints
 from crm_core.services.handoffs import DueReminder, claim_due_reminders, list_waiting_handoffs
 from crm_core.services.rfm import customer_rfm
@@ -139,6 +140,11 @@ async def reannounce(context: DeskContext, reminder: DueReminder, now: datetime)
     await post_html(context, subject, html, claim_keyboard(context, handoff))
 
 
+async def _agent_name(context: DeskContext, telegram_user_id: int) -> str:
+    agent = await get_agent_by_telegram(session=context.session, telegram_user_id=telegram_user_id)
+    return agent.display_name if agent is not None else "supervisor"
+
+
 async def escalate(context: DeskContext, reminder: DueReminder, now: datetime) -> None:
     subject = HandoffSubject(reminder.handoff_id)
     handoff = await subject.handoff(context)
@@ -150,7 +156,8 @@ async def escalate(context: DeskContext, reminder: DueReminder, now: datetime) -
         "reference": handoff_reference(handoff),
     }
     supervisors = sorted(config.supervisor_ids)
-    html = context.deps.texts.render("agent_escalation", lang, supervisors=supervisors, **values)
+    mentions = [(s, await _agent_name(context, s)) for s in supervisors]
+    html = context.deps.texts.render("agent_escalation", lang, supervisors=mentions, **values)
     await post_html(context, subject, html, claim_keyboard(context, handoff))
     private = context.deps.texts.render(
         "supervisor_escalation", lang, reason=handoff.reason, **values

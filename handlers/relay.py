@@ -121,7 +121,8 @@ def customer_handlers() -> list[BaseHandler[Any, Any, Any]]:
     """Registered in :data:`RELAY_GROUP`."""
     private_messages = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
     return [
-        MessageHandler(private_messages & ~filters.COMMAND, relay_from_customer),
+        # A shared contact is for the bot (it links the phone), not a message to the agents.
+        MessageHandler(private_messages & ~filters.COMMAND & ~filters.CONTACT, relay_from_customer),
         MessageHandler(private_messages & filters.COMMAND, csat.skip_comment_on_command),
     ]
 

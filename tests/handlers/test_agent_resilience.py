@@ -154,3 +154,39 @@ async def test_reminder_survives_a_restart_then_supervisors_are_escalated_to(
     async with harness.session_factory() as session:
         handoff = (await session.exec(select(Handoff))).one()
     assert handoff.escalated_at is not None and handoff.status == HandoffStatus.waiting
+
+
+async def test_a_failed_announcement_is_made_good_by_the_next_message(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    harness.fake.fail_next("createForumTopic", 400, "Bad Request: not enough rights")
+    await alice.send("My parcel never arrived")
+    await drain(harness, alice)
+    await alice.ask("/human", contains="person")  # the customer is not bothered with it
+    await harness.settle()
+    assert not harness.fake.sent_to(GROUP_ID)
+
+    await alice.send("Hello?")
+
+    card = await sam.expect("Handoff H-")
+    assert "My parcel never arrived" in card.text and card.button("Claim")
+    await sam.expect("Alice: Hello?", thread_id=card.thread_id)
+
+
+async def test_a_shared_contact_during_a_handoff_is_for_the_bot(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    await open_handoff(harness, alice, sam)
+    await drain(harness, alice, sam)
+
+    await alice.share_contact("+4915112345678")
+
+    await alice.expect()  # the bot answered it (linking the phone)...
+    await harness.settle()
+    assert not [m for m in harness.fake.messages[sam.cursor :] if m.chat_id == GROUP_ID]
