@@ -149,6 +149,11 @@ async def test_plain_group_agents_work_by_replying_even_after_a_restart(
     await sam.send("coffee anyone?")
     await alice.expect_silence()
 
+    await sam.send("/resolve sorted", reply_to=relayed)
+    await sam.expect("Resolved by Sam: sorted")
+    await alice.expect("How satisfied")
+    assert (await latest_handoff(harness)).status == HandoffStatus.closed
+
 
 async def test_two_agents_claim_at_once_one_wins_the_other_is_told(
     harness_factory: HarnessFactory,
