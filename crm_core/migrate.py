@@ -247,10 +247,13 @@ async def ensure_database_current(url: str) -> None:
     PostgreSQL may be shared by instances running different versions, so an out-of-date
     database is refused with a clear message instead: upgrade it deliberately.
     """
+    head = head_revision()
     if _is_sqlite(url):
+        current = await current_revision(url)
+        if current is not None and not _is_known_revision(current):
+            raise _unknown_revision(current, head)
         await upgrade_database(url)
         return
-    head = head_revision()
     current = await _with_connection(url, _checked_current_revision, commit=False)
     if current == head:
         return
@@ -260,11 +263,15 @@ async def ensure_database_current(url: str) -> None:
             "run `deskbot db upgrade` to create it"
         )
     if not _is_known_revision(current):
-        raise SchemaOutOfDate(
-            f"database is at {current}, which this version of deskbot does not know "
-            f"(it needs {head}); was it upgraded by a newer deskbot?"
-        )
+        raise _unknown_revision(current, head)
     raise SchemaOutOfDate(f"database is at {current}, code needs {head}; run `deskbot db upgrade`")
+
+
+def _unknown_revision(current: str, head: str) -> SchemaOutOfDate:
+    return SchemaOutOfDate(
+        f"database is at {current}, which this version of deskbot does not know "
+        f"(it needs {head}); was it upgraded by a newer deskbot?"
+    )
 
 
 async def stamp_database(url: str, revision: str = "head") -> None:
