@@ -13,7 +13,7 @@ Each answer is logged as the outbound Interaction of kind ``kb_answer`` / ``kb_s
     kb_answer:   {"verdict": "answer", "article_id": ..., "title": ..., "confidence": 0.87,
                   "via": "search" | "suggestion"}
     kb_suggest:  {"verdict": "suggest", "candidates": [{"article_id", "title", "confidence"}]}
-    kb_none:     {"verdict": "none", "best_confidence": 0.31 | None}
+    kb_none:     {"verdict": "none"}   (the question itself is the inbound Interaction before it)
     kb_feedback: {"article_id": ..., "title": ..., "helpful": true | false}   (inbound)
 
 One vote per answer message: the feedback Interaction's idempotency key is the message.

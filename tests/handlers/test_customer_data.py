@@ -25,7 +25,7 @@ from crm_core.services.complaints import (
     transition_complaint,
 )
 from handlers.customer_data import history_lines
-from tests.handlers.conftest import BOTH_DATABASES, Customer, Harness
+from tests.handlers.conftest import BOTH_DATABASES, Customer, Harness, HarnessFactory
 
 
 async def _customer_id(harness: Harness, customer: Customer) -> int:
@@ -236,3 +236,30 @@ def test_history_hides_internal_comments_and_names() -> None:
         ("status_changed", "fixed"),
     ]
     assert lines[0]["when"] == "02 Jan 2026, 03:04 UTC"
+
+
+async def test_handoff_and_complaint_reach_the_agents_group(
+    harness_factory: HarnessFactory,
+) -> None:
+    group_id = -1001000000001
+    harness = await harness_factory(agent_chat_id=group_id)
+    group = harness.agents_group(group_id)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    answer = await alice.ask("i forgot my password", contains="I forgot my password")
+    await alice.press("Not helpful", answer)
+    offer = await alice.expect("did not help")
+
+    await alice.press("Talk to a person", offer)
+
+    await alice.expect("They will reply here")
+    card = await sam.expect("Handoff")
+    assert "I forgot my password" in card.text and "did not help" in card.text
+
+    await alice.ask("/complaint", contains="What is it about?")
+    await alice.press("Price")
+    await alice.ask("Too expensive <b>&", contains="Submit it?")
+    await alice.press("Submit")
+    filed = await alice.expect("registered as")
+    reference = filed.text.split("registered as ")[1].split(".")[0]
+    assert reference in (await sam.expect(reference)).text

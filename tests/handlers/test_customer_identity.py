@@ -82,6 +82,15 @@ async def test_somebody_elses_contact_is_refused(harness: Harness) -> None:
     assert (await _customer_of(harness, alice)).phone is None
 
 
+async def test_an_impossible_shared_number_is_explained(harness: Harness) -> None:
+    alice = harness.customer("Alice")
+
+    await alice.share_contact("12")
+
+    await alice.expect("is not a phone number")
+    assert (await _customer_of(harness, alice)).phone is None
+
+
 async def test_email_good_bad_and_missing(harness: Harness) -> None:
     alice = harness.customer("Alice")
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlmodel import col, select
 
 from crm_core.models import Direction, Handoff, Interaction, InteractionKind
-from tests.handlers.conftest import BOTH_DATABASES, Harness
+from handlers.customer_kb import article_details
+from knowledge_base.base import KnowledgeBase
+from knowledge_base.holder import KnowledgeBaseHolder
+from knowledge_base.models import Article
+from tests.handlers.conftest import BOTH_DATABASES, Harness, HarnessFactory
 
 
 async def _rows(harness: Harness, kind: InteractionKind) -> list[Interaction]:
@@ -124,3 +130,42 @@ async def test_hostile_and_huge_questions_never_break_a_message(harness: Harness
     replies = mallory.replies
     assert len(replies) >= 3
     assert not [r for r in harness.fake.calls("sendMessage") if r.error]
+
+
+async def test_long_article_is_split_with_the_buttons_on_the_last_part(
+    harness_factory: HarnessFactory,
+) -> None:
+    steps = "Tighten the screws gently. " * 20
+    body = "\n\n".join(
+        f"{i}. Put **part {i}** into slot {i} & check <it>. {steps}" for i in range(40)
+    )
+    wardrobe = Article(
+        id="wardrobe",
+        title="Assembling the wardrobe",
+        body=body,
+        questions=("how do i assemble the wardrobe",),
+    )
+    other = Article(id="card", title="Paying by card", body="Use a card.", questions=("card",))
+    holder = KnowledgeBaseHolder(KnowledgeBase([wardrobe, other]).prepare(), Path("."))
+    harness = await harness_factory(kb=holder)
+    alice = harness.customer("Alice")
+
+    await alice.send("how do i assemble the wardrobe")
+    await harness.settle()
+
+    parts = alice.replies
+    assert len(parts) >= 6 and all(len(p.text) <= 4096 for p in parts)
+    assert parts[0].text.startswith("Assembling the wardrobe")
+    assert "".join(p.text for p in parts).count("& check <it>.") == 40
+    assert [bool(p.inline_buttons()) for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert not [r for r in harness.fake.calls("sendMessage") if r.error]
+
+
+def test_article_details_are_structured() -> None:
+    article = Article(id="a1", title="T", body="b")
+    assert article_details(article, 0.123456) == {
+        "article_id": "a1",
+        "title": "T",
+        "confidence": 0.1235,
+    }
+    assert article_details(article, None)["confidence"] is None
