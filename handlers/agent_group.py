@@ -31,6 +31,7 @@ from crm_core.models import (
     ComplaintStatus,
     Customer,
     Handoff,
+    HandoffStatus,
     InteractionKind,
 )
 from crm_core.services.complaints import assign_complaint, transition_complaint
@@ -72,6 +73,9 @@ async def on_claim(update: Update, context: DeskContext) -> None:
         return
     try:
         handoff_id = parse(query.data).int_arg(0)
+        before = await get_handoff(session=context.session, handoff_id=handoff_id)
+        # Read now: the claim below refreshes this very object.
+        was_claimed = before.status == HandoffStatus.claimed
         handoff = await claim_handoff(
             session=context.session, handoff_id=handoff_id, agent_id=agent.id
         )
@@ -80,9 +84,20 @@ async def on_claim(update: Update, context: DeskContext) -> None:
         with contextlib.suppress(TelegramError):
             await query.answer(text, show_alert=True)
         return
+    if was_claimed:  # pressed again by its owner: nothing new
+        with contextlib.suppress(TelegramError):
+            await query.answer(
+                context.deps.texts.render_plain("agent_claimed_already", context.lang)
+            )
+        return
     with contextlib.suppress(TelegramError):
         await query.answer()
     await show_claimed(context, handoff, agent, tell_customer=True)
+    # A reminder's button was pressed: it shows the owner too.
+    pressed = query.message
+    if pressed is not None and pressed.message_id != handoff.card_message_id:
+        with contextlib.suppress(TelegramError):
+            await query.edit_message_reply_markup(reply_markup=claimed_markup(context, agent))
 
 
 async def on_noop(update: Update, context: DeskContext) -> None:
@@ -92,6 +107,13 @@ async def on_noop(update: Update, context: DeskContext) -> None:
             await update.callback_query.answer()
 
 
+def claimed_markup(context: DeskContext, agent: Agent) -> InlineKeyboardMarkup:
+    label = context.deps.texts.render_plain(
+        "agent_claimed_button", context.deps.config.default_language, name=agent.display_name
+    )
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=build(Prefix.NOOP))]])
+
+
 async def show_claimed(
     context: DeskContext, handoff: Handoff, agent: Agent, *, tell_customer: bool
 ) -> None:
@@ -99,8 +121,7 @@ async def show_claimed(
     customer learns a person has joined."""
     assert handoff.id is not None
     texts, lang = context.deps.texts, context.deps.config.default_language
-    label = texts.render_plain("agent_claimed_button", lang, name=agent.display_name)
-    markup = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=build(Prefix.NOOP))]])
+    markup = claimed_markup(context, agent)
     if handoff.chat_id is not None and handoff.card_message_id is not None:
         await release(context)
         try:

@@ -177,6 +177,12 @@ async def test_two_agents_claim_at_once_one_wins_the_other_is_told(
     claimed = [m for m in harness.fake.sent_to(GROUP_ID) if "took this conversation" in m.text]
     assert len(claimed) == 1
 
+    again = harness.fake.push_callback(sam.user, f"hc:{handoff.id}", card)  # e.g. a reminder's
+    await harness.settle()
+    assert "already yours" in answers[again]["text"]
+    claimed = [m for m in harness.fake.sent_to(GROUP_ID) if "took this conversation" in m.text]
+    assert len(claimed) == 1
+
 
 async def test_internal_notes_stay_in_the_group(harness_factory: HarnessFactory) -> None:
     harness, group = await start(harness_factory)

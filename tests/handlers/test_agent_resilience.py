@@ -139,6 +139,7 @@ async def test_reminder_survives_a_restart_then_supervisors_are_escalated_to(
 
     reminder = await sam.expect("has been waiting", thread_id=card.thread_id)
     assert "Alice" in reminder.text and reminder.button("Claim")
+    assert "Claim" in harness.fake.message(GROUP_ID, card.message_id).button("Claim")["text"]
     await harness.sweep()  # the reminder is not sent twice
     await harness.settle()
     reminders = [m for m in harness.fake.sent_to(GROUP_ID) if "has been waiting" in m.text]
@@ -190,3 +191,26 @@ async def test_a_shared_contact_during_a_handoff_is_for_the_bot(
     await alice.expect()  # the bot answered it (linking the phone)...
     await harness.settle()
     assert not [m for m in harness.fake.messages[sam.cursor :] if m.chat_id == GROUP_ID]
+
+
+async def test_claiming_from_a_reminder_marks_the_reminder_and_the_card(
+    harness_factory: HarnessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    monkeypatch.setattr(queue, "sweep_now", lambda: utcnow() + timedelta(minutes=11))
+    await harness.sweep()
+    reminder = await sam.expect("has been waiting", thread_id=card.thread_id)
+
+    await sam.press("Claim", reminder)
+
+    await sam.expect("Sam took this conversation", thread_id=card.thread_id)
+    await harness.settle()
+    for message_id in (card.message_id, reminder.message_id):
+        assert harness.fake.message(GROUP_ID, message_id).button("Sam is on it")
+    monkeypatch.setattr(queue, "sweep_now", lambda: utcnow() + timedelta(hours=2))
+    await harness.sweep()
+    await harness.settle()
+    assert not any("nobody has claimed" in m.text for m in harness.fake.sent_to(GROUP_ID))
