@@ -280,11 +280,11 @@ async def take_message(update: Update, context: DeskContext) -> bool:
         else:
             await reply(context, "complaint_file_added", attachments=len(draft.attachments))
         return True
-    if flow.step == STEP_CONFIRM and file_id is None:
-        # A text after the summary: the buttons decide, nothing is silently replaced.
-        await store(update, context, STEP_CONFIRM, draft)
-        await show_summary(update, context, draft, hint=True)
-        return True
+    appended = flow.step == STEP_CONFIRM and bool(draft.description)
+    if appended:
+        # People write in several messages: a text after the summary adds to the description
+        # (shown again in full, so nothing changes unseen; "Edit" replaces it).
+        text = f"{draft.description}\n{text.strip()}"
     description, problem = check_description(text)
     if description is None:
         assert problem is not None
@@ -293,7 +293,7 @@ async def take_message(update: Update, context: DeskContext) -> bool:
         return True
     draft.description = description
     await store(update, context, STEP_CONFIRM, draft)
-    await show_summary(update, context, draft)
+    await show_summary(update, context, draft, hint=appended)
     return True
 
 

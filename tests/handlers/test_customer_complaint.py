@@ -79,6 +79,20 @@ async def test_caption_of_a_document_counts_as_the_description(harness: Harness)
     assert complaint.category == ComplaintCategory.billing and len(complaint.attachments) == 1
 
 
+async def test_more_text_after_the_summary_adds_to_the_description(harness: Harness) -> None:
+    alice = harness.customer("Alice")
+    await _start(alice)
+    await alice.ask("The parcel came late.", contains="Submit it?")
+
+    summary = await alice.ask("And the box was wet.", contains="I added that")
+
+    assert "The parcel came late.\nAnd the box was wet." in summary.text
+    await alice.press("Submit", summary)
+    await alice.expect("registered as")
+    (complaint,) = await _complaints(harness)
+    assert complaint.description == "The parcel came late.\nAnd the box was wet."
+
+
 async def test_cancel_button_and_cancel_command_leave_the_flow(harness: Harness) -> None:
     alice = harness.customer("Alice")
     await alice.ask("/complaint", contains="What is it about?")
