@@ -34,7 +34,11 @@ from crm_core.models import (
     HandoffStatus,
     InteractionKind,
 )
-from crm_core.services.complaints import assign_complaint, transition_complaint
+from crm_core.services.complaints import (
+    assign_complaint,
+    get_complaint,
+    transition_complaint,
+)
 from crm_core.services.customers import find_customers
 from crm_core.services.handoffs import (
     claim_handoff,
@@ -227,12 +231,7 @@ async def on_resolve(update: Update, context: DeskContext) -> None:
         summary=closed.summary,
     )
     await post_html(context, HandoffSubject(handoff.id), html)
-    if closed.chat_id is not None and closed.topic_id is not None:
-        await release(context)
-        try:
-            await context.bot.close_forum_topic(closed.chat_id, closed.topic_id)
-        except TelegramError as error:
-            log.info("could not close the topic of handoff %s: %s", handoff.id, error)
+    await close_topic(context, closed.chat_id, closed.topic_id)
     chat_id = await customer_chat_id(context.session, closed.customer_id)
     customer = await context.session.get(Customer, closed.customer_id)
     await context.session.commit()
@@ -303,6 +302,9 @@ async def change_status(
     status: str,
     note: str | None,
 ) -> None:
+    was_closed = (await get_complaint(session=context.session, reference=reference)).status == (
+        ComplaintStatus.closed
+    )
     complaint = await transition_complaint(
         session=context.session,
         reference=reference,
@@ -326,7 +328,32 @@ async def change_status(
         html += "\n" + context.deps.texts.render(
             "agent_complaint_customer_unreachable", lang, reference=complaint.reference
         )
+    if was_closed:  # reopened: agents can write in its topic again
+        await reopen_topic(context, complaint.group_chat_id, complaint.group_topic_id)
     await post_to_complaint_or_here(update, context, complaint, html)
+    if complaint.status == ComplaintStatus.closed:
+        await close_topic(context, complaint.group_chat_id, complaint.group_topic_id)
+
+
+async def reopen_topic(context: DeskContext, chat_id: int | None, topic_id: int | None) -> None:
+    if chat_id is None or topic_id is None:
+        return
+    await release(context)
+    try:
+        await context.bot.reopen_forum_topic(chat_id, topic_id)
+    except TelegramError as error:
+        log.info("could not reopen topic %s in %s: %s", topic_id, chat_id, error)
+
+
+async def close_topic(context: DeskContext, chat_id: int | None, topic_id: int | None) -> None:
+    """Close a finished conversation's forum topic (best effort; reopened if needed later)."""
+    if chat_id is None or topic_id is None:
+        return
+    await release(context)
+    try:
+        await context.bot.close_forum_topic(chat_id, topic_id)
+    except TelegramError as error:
+        log.info("could not close topic %s in %s: %s", topic_id, chat_id, error)
 
 
 async def notify_complaint_customer(

@@ -18,7 +18,7 @@ from telegram.ext import ApplicationHandlerStop, BaseHandler, CallbackQueryHandl
 
 from crm_core.errors import DomainError
 from crm_core.models import Channel, Customer, FlowState, Handoff
-from crm_core.services.flows import clear_flow, save_flow
+from crm_core.services.flows import clear_flow, get_flow, save_flow
 from crm_core.services.handoffs import rate_handoff
 from handlers.callbacks import CallbackDataError, Prefix, build, parse, pattern
 from handlers.deps import DeskContext
@@ -125,8 +125,6 @@ async def skip_comment_on_command(update: Update, context: DeskContext) -> None:
     chat = update.effective_chat
     if chat is None or context.customer is None:
         return
-    from crm_core.services.flows import get_flow
-
     flow = await get_flow(session=context.session, channel=Channel.telegram, chat_key=str(chat.id))
     if flow is not None and flow.flow == FLOW:
         await clear_flow(session=context.session, channel=Channel.telegram, chat_key=str(chat.id))

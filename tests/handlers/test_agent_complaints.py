@@ -76,6 +76,12 @@ async def test_complaint_is_announced_and_status_changes_reach_the_customer(
     await sam.expect(f"Sam took {reference}", thread_id=card.thread_id)
     await sam.send("/status closed confirmed by phone", thread_id=card.thread_id)
     await alice.expect("is now closed")
+    await harness.settle()
+    assert group.topics[card.thread_id].closed
+    await sam.send(f"/status {reference} open")  # reopened from the General topic
+    await alice.expect("has been reopened")
+    await sam.expect(f"moved {reference} to open", thread_id=card.thread_id)
+    assert not group.topics[card.thread_id].closed
     complaint = await complaint_row(harness)
     assert complaint.assignee_id is not None and complaint.first_response_at is not None
 
