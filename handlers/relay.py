@@ -103,7 +103,11 @@ async def forward_to_group(
         html = texts.render("agent_customer_message", lang, name=name, text=message.text)
         await post_html(context, subject, html)
         return
-    caption = texts.render("agent_customer_media", lang, name=name, caption=message.caption or "")
+    caption = None
+    if takes_caption(message):
+        caption = texts.render(
+            "agent_customer_media", lang, name=name, caption=message.caption or ""
+        )
 
     async def send(place: Place) -> list[int]:
         return await copy_to(
@@ -115,6 +119,14 @@ async def forward_to_group(
         )
 
     await post(context, subject, send)
+
+
+def takes_caption(message: Message) -> bool:
+    """Stickers, locations, contacts... cannot carry a caption: they are copied as they are."""
+    return any(
+        getattr(message, kind, None)
+        for kind in ("photo", "video", "document", "audio", "animation", "voice")
+    )
 
 
 def customer_handlers() -> list[BaseHandler[Any, Any, Any]]:
@@ -208,12 +220,13 @@ async def relay_agent_message(
             caption = context.deps.texts.render(
                 "agent_media_caption", lang, name=name, caption=message.caption or ""
             )
+            shown = caption if takes_caption(message) else None
             ids = await copy_to(
                 context,
                 Place(chat_id),
                 from_chat_id=message.chat_id,
                 message_id=message.message_id,
-                caption_html=caption,
+                caption_html=shown,
             )
             await log_interaction(
                 session=context.session,

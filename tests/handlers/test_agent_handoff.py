@@ -117,6 +117,11 @@ async def test_photos_and_documents_are_relayed_both_ways(
     await alice.send_document("receipt.pdf")
     document = await sam.expect("Alice", thread_id=card.thread_id)
     assert document.data.get("document")
+    await alice.send_sticker()  # no caption possible: copied as it is
+    sticker = await harness.fake.wait_for(
+        lambda: next((m for m in harness.fake.sent_to(GROUP_ID) if m.data.get("sticker")), None)
+    )
+    assert sticker.thread_id == card.thread_id and "caption" not in sticker.data
 
     harness.fake.push_message(
         sam.user, None, chat=group, thread_id=card.thread_id, extra=agent_photo("label to print")
