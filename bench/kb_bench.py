@@ -21,12 +21,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from knowledge_base import load_knowledge_base  # noqa: E402
+from knowledge_base import KnowledgeBase, load_knowledge_base  # noqa: E402
 from knowledge_base.evaluation import (  # noqa: E402
     EvalReport,
     TuneTargets,
@@ -35,6 +36,7 @@ from knowledge_base.evaluation import (  # noqa: E402
     summarize,
     tune_thresholds,
 )
+from knowledge_base.search import SearchIndex  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache" / "kb"
 RESULTS = ROOT / "bench" / "results"
@@ -76,21 +78,27 @@ def run_case(
 ) -> dict[str, object]:
     """Tune on ``val`` with a KB of ``train``; report ``test`` on a KB of ``final_train``
     (default: ``train``) using the tuned thresholds."""
+    if SEMANTIC.on:
+        name += "_semantic"
     kb_dir = write_kb(CACHE / name, train)
-    kb = load_knowledge_base(kb_dir).kb
+    kb = _load(kb_dir)
     val_queries = read_queries(write_queries(CACHE / f"{name}_val.csv", val), kb)
     settings, val_report = tune_thresholds(score_queries(kb, val_queries), TuneTargets())
     if final_train is not None:
         kb_dir = write_kb(CACHE / name, final_train)
     started = time.perf_counter()
-    kb = load_knowledge_base(kb_dir).kb.prepare()
+    kb = _load(kb_dir).prepare()
     load_s = time.perf_counter() - started
     test_queries = read_queries(write_queries(CACHE / f"{name}_test.csv", test), kb)
     report = summarize(
         score_queries(kb, test_queries), settings.answer_threshold, settings.suggest_threshold
     )
     phrasings = sum(len(a.phrasings) for a in kb.articles)
+    extra: dict[str, object] = {}
+    if SEMANTIC.encoder is not None:  # scoring above used cached embeddings: time real ones
+        extra = _query_embedding_latency(SEMANTIC.encoder, [t for t, _ in test[:300]])
     return {
+        **extra,
         "case": name,
         "articles": len(kb),
         "phrasings": phrasings,
@@ -98,6 +106,64 @@ def run_case(
         "val": _figures(val_report),
         "test": _figures(report),
     }
+
+
+class _Semantic:
+    """--semantic: blend in sentence embeddings, cached by text in bench/.cache/kb/ (the first
+    run embeds ~40,000 sentences with numpy: expect 10-20 minutes on 2 cores)."""
+
+    on = False
+    encoder: CachedEncoder | None = None
+
+
+SEMANTIC = _Semantic()
+
+
+class CachedEncoder:
+    def __init__(self, path: Path) -> None:
+        from knowledge_base.embeddings import shared_encoder
+
+        self.path = path
+        self.inner = shared_encoder()
+        self.vectors: dict[str, np.ndarray] = {}
+        if path.is_file():
+            with np.load(path) as data:
+                self.vectors = dict(zip(data["texts"].tolist(), data["vectors"], strict=True))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if missing:
+            for text, vector in zip(missing, self.inner.encode(missing), strict=True):
+                self.vectors[text] = vector
+            if len(missing) > 1:  # phrasings: keep them even if the run is interrupted
+                self.save()
+        return np.stack([self.vectors[t] for t in texts])
+
+    def save(self) -> None:
+        texts = list(self.vectors)
+        vectors = np.stack([self.vectors[t] for t in texts])
+        np.savez(self.path, texts=np.array(texts), vectors=vectors)
+
+
+def _query_embedding_latency(encoder: CachedEncoder, texts: list[str]) -> dict[str, object]:
+    timings = []
+    for text in texts:
+        started = time.perf_counter()
+        encoder.inner.encode([text])
+        timings.append((time.perf_counter() - started) * 1000)
+    return {
+        "embed_p50_ms": round(float(np.percentile(timings, 50)), 2),
+        "embed_p99_ms": round(float(np.percentile(timings, 99)), 2),
+    }
+
+
+def _load(kb_dir: Path) -> KnowledgeBase:
+    kb = load_knowledge_base(kb_dir).kb
+    if SEMANTIC.on:
+        if SEMANTIC.encoder is None:
+            SEMANTIC.encoder = CachedEncoder(CACHE / "embeddings.npz")
+        kb.__dict__["index"] = SearchIndex(kb.articles, encoder=SEMANTIC.encoder)
+    return kb
 
 
 def _figures(report: EvalReport) -> dict[str, object]:
@@ -224,6 +290,12 @@ def table(results: list[dict[str, object]]) -> str:
         row = [result["case"], result["articles"], result["phrasings"], *cells, result["load_s"]]
         lines.append("| " + " | ".join("n/a" if c is None else str(c) for c in row) + " |")
     for result in results:
+        if "embed_p50_ms" in result:
+            lines.append(
+                f"\n{result['case']}: embedding one question adds p50 {result['embed_p50_ms']} "
+                f"ms, p99 {result['embed_p99_ms']} ms (not in the latency columns: cached)"
+            )
+    for result in results:
         if "memory_mb" in result:
             lines.append(
                 f"\n{result['case']}: load {result['load_s']} s, memory +{result['memory_mb']} MB "
@@ -238,8 +310,12 @@ def main() -> int:
     parser.add_argument(
         "--only", choices=["banking77", "banking77_10shot", "clinc150", "scale"], default=None
     )
+    parser.add_argument(
+        "--semantic", action="store_true", help="with the optional embeddings extra"
+    )
     parser.add_argument("--measure-load", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    SEMANTIC.on = args.semantic
     if args.measure_load:
         measure_load(*args.measure_load)
         return 0
@@ -252,6 +328,8 @@ def main() -> int:
         "clinc150": lambda: [clinc(args.datasets)],
         "scale": lambda: [scale(args.datasets, 10_000), scale(args.datasets, 100_000)],
     }
+    if args.semantic:
+        del jobs["scale"]
     results: list[dict[str, object]] = []
     for name, job in jobs.items():
         if args.only in (None, name):
@@ -259,7 +337,10 @@ def main() -> int:
             results += job()
             print(f"[{name}: {time.perf_counter() - started:.0f} s]", file=sys.stderr)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "kb_bench.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    if SEMANTIC.encoder is not None:
+        SEMANTIC.encoder.save()
+    suffix = "_semantic" if args.semantic else ""
+    (RESULTS / f"kb_bench{suffix}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(table(results))
     return 0
 
