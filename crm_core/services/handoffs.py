@@ -429,7 +429,8 @@ async def claim_due_reminders(
 
     After ``escalate_after_reminders`` re-announcements the next due reminder escalates (to
     the supervisors) and the schedule stops. Safe with several sweepers: each row is advanced by
-    a conditional UPDATE on the reminder count it was read with, so exactly one sweeper takes it.
+    a conditional UPDATE on the reminder count it was read with, so exactly one sweeper takes it;
+    on PostgreSQL, ``FOR UPDATE SKIP LOCKED`` also keeps sweepers off each other's rows.
     """
     candidates = (
         select(Handoff)
@@ -446,24 +447,26 @@ async def claim_due_reminders(
     taken: list[DueReminder] = []
     async with transaction(session):
         rows = (await session.exec(candidates.execution_options(populate_existing=True))).all()
-        for handoff in list(rows):
-            reminder = await _advance(
-                session, handoff, now, reminder_after, escalate_after_reminders
+        # One UPDATE per reminder count (not per row): the count decides what happens next.
+        by_count: dict[int, list[Handoff]] = {}
+        for handoff in rows:
+            by_count.setdefault(handoff.reminders_sent, []).append(handoff)
+        for seen, group in sorted(by_count.items()):
+            taken += await _advance_group(
+                session, group, seen, now, reminder_after, escalate_after_reminders
             )
-            if reminder is not None:
-                taken.append(reminder)
     return taken
 
 
-async def _advance(
+async def _advance_group(
     session: AsyncSession,
-    handoff: Handoff,
+    group: list[Handoff],
+    seen: int,
     now: datetime,
     reminder_after: timedelta,
     escalate_after_reminders: int,
-) -> DueReminder | None:
-    assert handoff.id is not None
-    seen = handoff.reminders_sent
+) -> list[DueReminder]:
+    """Advance handoffs read with ``seen`` reminders; returns those this sweeper won."""
     escalate = seen >= escalate_after_reminders
     changes: dict[str, object] = (
         {"escalated_at": now, "next_reminder_at": None}
@@ -473,29 +476,37 @@ async def _advance(
     result = await session.exec(
         update(Handoff)
         .where(
-            col(Handoff.id) == handoff.id,
+            col(Handoff.id).in_([h.id for h in group]),
             col(Handoff.status) == H.waiting,
             col(Handoff.reminders_sent) == seen,
             col(Handoff.escalated_at).is_(None),
             col(Handoff.next_reminder_at) <= now,
         )
         .values(changes)
+        .returning(col(Handoff.id))
         .execution_options(synchronize_session=SYNC_MATCHED)
     )
-    if result.rowcount != 1:
-        return None  # another sweeper (or a claim) got there first
+    # Rows missing from RETURNING were taken by another sweeper (or claimed) meanwhile.
+    won = set(result.scalars().all())
     kind = ReminderKind.escalate if escalate else ReminderKind.reannounce
-    _log(session, handoff, f"reminder_{kind.value}", Direction.internal, now)
-    return DueReminder(
-        handoff_id=handoff.id,
-        customer_id=handoff.customer_id,
-        kind=kind,
-        reminders_sent=seen if escalate else seen + 1,
-        requested_at=handoff.requested_at,
-        chat_id=handoff.chat_id,
-        topic_id=handoff.topic_id,
-        card_message_id=handoff.card_message_id,
-    )
+    reminders: list[DueReminder] = []
+    for handoff in group:
+        if handoff.id not in won:
+            continue
+        _log(session, handoff, f"reminder_{kind.value}", Direction.internal, now)
+        reminders.append(
+            DueReminder(
+                handoff_id=handoff.id,
+                customer_id=handoff.customer_id,
+                kind=kind,
+                reminders_sent=seen if escalate else seen + 1,
+                requested_at=handoff.requested_at,
+                chat_id=handoff.chat_id,
+                topic_id=handoff.topic_id,
+                card_message_id=handoff.card_message_id,
+            )
+        )
+    return reminders
 
 
 # --------------------------------------------------------------------------------------------

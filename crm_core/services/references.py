@@ -51,15 +51,23 @@ async def next_reference(
     *, session: AsyncSession, name: str = "complaint", prefix: str = COMPLAINT_PREFIX
 ) -> str:
     """Allocate the next reference inside the caller's transaction (does not commit)."""
-    # Create the counter on first use; ON CONFLICT DO NOTHING makes two first users safe.
-    await insert_ignoring_conflict(
-        session, ReferenceCounter, {"name": name, "value": 0}, index_elements=["name"]
-    )
+    number = await _increment(session, name)
+    if number is None:
+        # First use: create the counter; ON CONFLICT DO NOTHING makes two first users safe.
+        await insert_ignoring_conflict(
+            session, ReferenceCounter, {"name": name, "value": 0}, index_elements=["name"]
+        )
+        number = await _increment(session, name)
+        assert number is not None
+    return format_reference(number, prefix)
+
+
+async def _increment(session: AsyncSession, name: str) -> int | None:
     stmt = (
         update(ReferenceCounter)
         .where(col(ReferenceCounter.name) == name)
         .values(value=col(ReferenceCounter.value) + 1)
         .returning(col(ReferenceCounter.value))
     )
-    result = await session.exec(stmt)
-    return format_reference(int(result.scalar_one()), prefix)
+    value = (await session.exec(stmt)).scalar_one_or_none()
+    return None if value is None else int(value)

@@ -523,13 +523,13 @@ async def test_two_sweepers_take_each_due_handoff_exactly_once(
     # Both sweepers have selected their candidates before either advances one (where the
     # database lets them: SQLite serialises the sweeps, PostgreSQL skips locked rows).
     rendezvous = Rendezvous()
-    advance = handoffs_service._advance
+    advance = handoffs_service._advance_group
 
-    async def selected_then_meet(*args: Any) -> DueReminder | None:
+    async def selected_then_meet(*args: Any) -> list[DueReminder]:
         await rendezvous.meet()
         return await advance(*args)
 
-    monkeypatch.setattr(handoffs_service, "_advance", selected_then_meet)
+    monkeypatch.setattr(handoffs_service, "_advance_group", selected_then_meet)
     await warm_pool(engine)
 
     async def sweep() -> list[DueReminder]:
