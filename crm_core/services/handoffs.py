@@ -491,7 +491,7 @@ async def _advance_group(
     kind = ReminderKind.escalate if escalate else ReminderKind.reannounce
     reminders: list[DueReminder] = []
     for handoff in group:
-        if handoff.id not in won:
+        if handoff.id is None or handoff.id not in won:
             continue
         _log(session, handoff, f"reminder_{kind.value}", Direction.internal, now)
         reminders.append(
