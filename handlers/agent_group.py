@@ -19,7 +19,7 @@ import contextlib
 import logging
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
@@ -171,6 +171,12 @@ async def tell_customer_joined(context: DeskContext, handoff: Handoff, agent: Ag
 # --------------------------------------------------------------------------------------------
 
 
+def command_rest(message: Message) -> str:
+    """What follows the command, as typed (line breaks kept, unlike ``context.args``)."""
+    parts = (message.text or "").split(maxsplit=1)
+    return parts[1].strip() if len(parts) > 1 else ""
+
+
 async def on_group_message(update: Update, context: DeskContext) -> None:
     """A message in the group: a note (``!``), or a reply to a customer (in a handoff's place)."""
     message = update.effective_message
@@ -203,7 +209,7 @@ async def on_note(update: Update, context: DeskContext) -> None:
     if handoff is None:
         await reply(context, "agent_no_handoff")
         return
-    note = " ".join(context.args or [])
+    note = command_rest(message)
     if not note:
         await reply(context, "agent_note_usage")
         return
@@ -220,7 +226,7 @@ async def on_resolve(update: Update, context: DeskContext) -> None:
     if handoff is None or handoff.id is None:
         await reply(context, "agent_no_handoff")
         return
-    summary = " ".join(context.args or []) or None
+    summary = command_rest(message) or None
     closed = await close_handoff(
         session=context.session, handoff_id=handoff.id, agent_id=agent.id, summary=summary
     )

@@ -196,13 +196,13 @@ async def test_internal_notes_stay_in_the_group(harness_factory: HarnessFactory)
     card = await open_handoff(harness, alice, sam)
     await drain(harness, alice)
 
-    await sam.send("/note customer sounds upset", thread_id=card.thread_id)
+    await sam.send("/note customer sounds upset\nwants a call", thread_id=card.thread_id)
     await sam.send("! promised a call back", thread_id=card.thread_id)
     await alice.expect_silence()
 
     notes = await interactions(harness, InteractionKind.note)
     assert [(n.text, n.direction) for n in notes] == [
-        ("customer sounds upset", Direction.internal),
+        ("customer sounds upset\nwants a call", Direction.internal),
         ("promised a call back", Direction.internal),
     ]
     assert not await interactions(harness, InteractionKind.agent_reply)
