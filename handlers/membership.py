@@ -116,12 +116,17 @@ async def acting_agent(update: Update, context: DeskContext) -> Agent | None:
         return None
     config = context.deps.config
     role = AgentRole.supervisor if config.is_supervisor(user.id) else AgentRole.agent
-    return await ensure_agent(
+    agent = await ensure_agent(
         session=context.session,
         telegram_user_id=user.id,
         display_name=user.full_name or str(user.id),
         role=role,
     )
+    if not agent.active:  # deactivated by an operator: still in the group, but no powers
+        log.info("refused agent action by deactivated agent %s", agent.id)
+        await refuse(update, context, "agent_inactive")
+        return None
+    return agent
 
 
 async def refuse(update: Update, context: DeskContext, template: str) -> None:

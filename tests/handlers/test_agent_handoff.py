@@ -16,6 +16,7 @@ from crm_core.models import (
     Interaction,
     InteractionKind,
 )
+from crm_core.services.agents import set_agent_active
 from tests.fakes.bot_api import FakeChat, StoredMessage
 from tests.handlers.conftest import BOTH_DATABASES, Agent, Customer, Harness, HarnessFactory
 
@@ -330,3 +331,24 @@ async def test_supervisors_act_with_the_supervisor_role_and_unsigned_replies(
     async with harness.session_factory() as session:
         agent = (await session.exec(select(AgentRow))).one()
     assert (agent.telegram_user_id, agent.role) == (9001, AgentRole.supervisor)
+
+
+async def test_a_deactivated_agent_is_refused_before_anything_reaches_the_customer(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await sam.send("! first note creates my agent row", thread_id=card.thread_id)
+    await harness.settle()
+    async with harness.session_factory() as session:
+        agent = (await session.exec(select(AgentRow))).one()
+        assert agent.id is not None
+        await set_agent_active(session=session, agent_id=agent.id, active=False)
+    await drain(harness, alice)
+
+    await sam.send("Hello Alice", thread_id=card.thread_id)
+
+    await sam.expect("deactivated", thread_id=card.thread_id)
+    await alice.expect_silence()
