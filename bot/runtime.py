@@ -1,11 +1,15 @@
-"""Running the bot: long polling (default) or a webhook server, until SIGINT/SIGTERM."""
+"""Running the bot: long polling (default) or a webhook server, until SIGINT/SIGTERM.
+SIGHUP reloads the knowledge base without a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from urllib.parse import urlsplit
 
 from telegram import Update
+from telegram.ext import Application
 
 from bot.app import build_application
 from bot.logging_setup import setup_logging
@@ -24,6 +28,7 @@ def run(settings: Settings, *, webhook: bool = False) -> None:
         secrets=(token, secret.get_secret_value() if secret else None),
     )
     application = build_application(settings)
+    _reload_knowledge_base_on_sighup(application)
     if not webhook:
         log.info("starting long polling against %s", settings.telegram_api_url)
         # ALL_TYPES: chat_member updates are only delivered when asked for explicitly.
@@ -40,3 +45,30 @@ def run(settings: Settings, *, webhook: bool = False) -> None:
         secret_token=secret.get_secret_value() if secret else None,
         allowed_updates=Update.ALL_TYPES,
     )
+
+
+def _reload_knowledge_base_on_sighup(application: Application) -> None:
+    """Chain a post-init step that makes SIGHUP reload the knowledge base (in a thread: a large
+    folder takes seconds to index, and the bot keeps answering from the old version meanwhile)."""
+    previous = application.post_init
+
+    async def post_init(app: Application) -> None:
+        if previous is not None:
+            await previous(app)
+        holder = app.bot_data["deps"].kb_holder
+        if holder is None or not hasattr(signal, "SIGHUP"):
+            return
+        loop = asyncio.get_running_loop()
+
+        async def reload() -> None:
+            result = await asyncio.to_thread(holder.reload)
+            for problem in result.problems:
+                log.warning("knowledge base: %s", problem)
+            log.info("SIGHUP: %s", result.summary())
+
+        def on_sighup() -> None:
+            app.create_task(reload(), name="kb-reload")
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+
+    application.post_init = post_init
