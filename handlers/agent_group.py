@@ -111,11 +111,33 @@ async def on_noop(update: Update, context: DeskContext) -> None:
             await update.callback_query.answer()
 
 
-def claimed_markup(context: DeskContext, agent: Agent) -> InlineKeyboardMarkup:
+def label_markup(context: DeskContext, template: str, **values: Any) -> InlineKeyboardMarkup:
+    """A keyboard whose only button is a label (pressing it does nothing)."""
     label = context.deps.texts.render_plain(
-        "agent_claimed_button", context.deps.config.default_language, name=agent.display_name
+        template, context.deps.config.default_language, **values
     )
     return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=build(Prefix.NOOP))]])
+
+
+def claimed_markup(context: DeskContext, agent: Agent) -> InlineKeyboardMarkup:
+    return label_markup(context, "agent_claimed_button", name=agent.display_name)
+
+
+async def relabel_card(
+    context: DeskContext, handoff: Handoff, template: str, **values: Any
+) -> None:
+    """Show the handoff's state on its card's button (best effort: the card may be gone)."""
+    if handoff.chat_id is None or handoff.card_message_id is None:
+        return
+    await release(context)
+    try:
+        await context.bot.edit_message_reply_markup(
+            chat_id=handoff.chat_id,
+            message_id=handoff.card_message_id,
+            reply_markup=label_markup(context, template, **values),
+        )
+    except TelegramError as error:
+        log.info("could not relabel the card of handoff %s: %s", handoff.id, error)
 
 
 async def show_claimed(
@@ -125,15 +147,7 @@ async def show_claimed(
     customer learns a person has joined."""
     assert handoff.id is not None
     texts, lang = context.deps.texts, context.deps.config.default_language
-    markup = claimed_markup(context, agent)
-    if handoff.chat_id is not None and handoff.card_message_id is not None:
-        await release(context)
-        try:
-            await context.bot.edit_message_reply_markup(
-                chat_id=handoff.chat_id, message_id=handoff.card_message_id, reply_markup=markup
-            )
-        except TelegramError as error:
-            log.info("could not mark card of handoff %s as claimed: %s", handoff.id, error)
+    await relabel_card(context, handoff, "agent_claimed_button", name=agent.display_name)
     html = texts.render("agent_claimed", lang, name=agent.display_name)
     await post_html(context, HandoffSubject(handoff.id), html)
     if tell_customer:
@@ -237,6 +251,7 @@ async def on_resolve(update: Update, context: DeskContext) -> None:
         summary=closed.summary,
     )
     await post_html(context, HandoffSubject(handoff.id), html)
+    await relabel_card(context, closed, "agent_resolved_button", name=agent.display_name)
     await close_topic(context, closed.chat_id, closed.topic_id)
     chat_id = await customer_chat_id(context.session, closed.customer_id)
     customer = await context.session.get(Customer, closed.customer_id)

@@ -140,6 +140,14 @@ async def reannounce(context: DeskContext, reminder: DueReminder, now: datetime)
     await post_html(context, subject, html, claim_keyboard(context, handoff))
 
 
+def message_link(chat_id: int, message_id: int) -> str | None:
+    """``https://t.me/c/…`` link to a message of a supergroup (members can open it)."""
+    text = str(chat_id)
+    if not text.startswith("-100"):
+        return None
+    return f"https://t.me/c/{text[4:]}/{message_id}"
+
+
 async def _agent_name(context: DeskContext, telegram_user_id: int) -> str:
     agent = await get_agent_by_telegram(session=context.session, telegram_user_id=telegram_user_id)
     return agent.display_name if agent is not None else "supervisor"
@@ -158,9 +166,11 @@ async def escalate(context: DeskContext, reminder: DueReminder, now: datetime) -
     supervisors = sorted(config.supervisor_ids)
     mentions = [(s, await _agent_name(context, s)) for s in supervisors]
     html = context.deps.texts.render("agent_escalation", lang, supervisors=mentions, **values)
-    await post_html(context, subject, html, claim_keyboard(context, handoff))
+    ids = await post_html(context, subject, html, claim_keyboard(context, handoff))
+    handoff = await subject.handoff(context)  # its place may have moved while posting
+    link = message_link(handoff.chat_id, ids[-1]) if ids and handoff.chat_id else None
     private = context.deps.texts.render(
-        "supervisor_escalation", lang, reason=handoff.reason, **values
+        "supervisor_escalation", lang, reason=handoff.reason, link=link, **values
     )
     for supervisor_id in supervisors:
         await release(context)

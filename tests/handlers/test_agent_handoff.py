@@ -228,6 +228,7 @@ async def test_resolve_closes_topic_and_rating_with_comment_is_stored(
     ask = await alice.expect("How satisfied")
     assert "refund issued" in ask.text
     assert group.topics[card.thread_id].closed
+    assert harness.fake.message(GROUP_ID, card.message_id).button("Resolved by Sam")
     await alice.press("4", ask)
     await alice.expect("rating us 4/5")
     await alice.ask("Quick and friendly, thanks", contains="passed your comment on")

@@ -150,6 +150,7 @@ async def test_reminder_survives_a_restart_then_supervisors_are_escalated_to(
 
     private = await sue.expect_private("Nobody has claimed")
     assert "Alice" in private.text
+    assert f'href="https://t.me/c/{str(GROUP_ID)[4:]}/' in (private.html or "")
     mention = await sam.expect("nobody has claimed", thread_id=card.thread_id)
     assert f"tg://user?id={SUPERVISOR_ID}" in (mention.html or "")
     async with harness.session_factory() as session:
