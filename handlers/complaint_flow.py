@@ -427,13 +427,13 @@ async def sweep_expired_flows(context: DeskContext) -> None:
 
 
 def build_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[Any, Any, Any]]:
-    private = filters.ChatType.PRIVATE
-    new_message = private & filters.UpdateType.MESSAGE
+    # New messages only: editing an old "/complaint" must not start anything again.
+    private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
     return [
         CommandHandler("complaint", start_complaint, filters=private),
         CommandHandler("cancel", cancel, filters=private),
-        MessageHandler(menu_button_filter(texts, MenuAction.COMPLAINT), start_complaint),
+        MessageHandler(private & menu_button_filter(texts, MenuAction.COMPLAINT), start_complaint),
         CallbackQueryHandler(on_category, pattern=pattern(Prefix.COMPLAINT_CATEGORY)),
         CallbackQueryHandler(on_confirm, pattern=pattern(Prefix.COMPLAINT_CONFIRM)),
-        MessageHandler(new_message & (filters.PHOTO | filters.Document.ALL), on_flow_media),
+        MessageHandler(private & (filters.PHOTO | filters.Document.ALL), on_flow_media),
     ]

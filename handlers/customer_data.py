@@ -9,9 +9,12 @@ never shown.
 Forgetting and this very update: the inbound Interaction of the "yes" press was written before
 the handler ran, so ``forget_customer`` wipes it with the rest. Afterwards we must not tie the
 Telegram account to the erased record again, so the confirmation is sent *without* an outbound
-Interaction (that would store the chat id on the anonymised customer). The erased update keeps
-its idempotency key on an anonymous row (no customer, no text), so a redelivery of it is still
-recognised as a duplicate.
+Interaction (that would store the chat id on the anonymised customer), and the scope forgets the
+customer. The erased update keeps its idempotency key on an anonymous row (no customer, no
+text), and the inbound recorder checks that key *before* identifying the sender, so a
+redelivery of the "yes" is dropped instead of re-creating the person as a new customer. The
+next genuinely new message does start a new customer (``forget_customer`` deleted the channel
+identity): that is what the customer asked for, and the confirmation says so.
 """
 
 from __future__ import annotations
@@ -144,10 +147,9 @@ def history_lines(
 async def view_complaint(update: Update, context: DeskContext) -> None:
     """``cv:<complaint_id>``: one complaint's history — only for its own customer."""
     await answer_query(update)
+    query = update.callback_query
     try:
-        complaint_id = parse(update.callback_query.data if update.callback_query else None).int_arg(
-            0
-        )
+        complaint_id = parse(query.data if query else None).int_arg(0)
     except CallbackDataError:
         complaint_id = 0
     complaint = await context.session.get(Complaint, complaint_id, populate_existing=True)
@@ -222,16 +224,9 @@ async def my_data(update: Update, context: DeskContext) -> None:
 async def forget_me(update: Update, context: DeskContext) -> None:
     customer_id = context.customer_id
     assert customer_id is not None
-    keyboard = InlineKeyboardMarkup(
-        [
-            [
-                inline_button(
-                    context, "forget_yes", build(Prefix.CONFIRM_FORGET, YES, customer_id)
-                ),
-                inline_button(context, "forget_no", build(Prefix.CONFIRM_FORGET, NO, customer_id)),
-            ]
-        ]
-    )
+    yes = inline_button(context, "forget_yes", build(Prefix.CONFIRM_FORGET, YES, customer_id))
+    no = inline_button(context, "forget_no", build(Prefix.CONFIRM_FORGET, NO, customer_id))
+    keyboard = InlineKeyboardMarkup([[yes, no]])
     await reply(context, "forget_confirm", reply_markup=keyboard)
 
 
@@ -270,10 +265,13 @@ async def on_forget_choice(update: Update, context: DeskContext) -> None:
 
 
 def build_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[Any, Any, Any]]:
-    private = filters.ChatType.PRIVATE
+    # New messages only: an edited old message must not act again.
+    private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
     return [
         CommandHandler("mycomplaints", my_complaints, filters=private),
-        MessageHandler(menu_button_filter(texts, MenuAction.MY_COMPLAINTS), my_complaints),
+        MessageHandler(
+            private & menu_button_filter(texts, MenuAction.MY_COMPLAINTS), my_complaints
+        ),
         CallbackQueryHandler(view_complaint, pattern=pattern(Prefix.COMPLAINT_VIEW)),
         CommandHandler("mydata", my_data, filters=private),
         CommandHandler("forgetme", forget_me, filters=private),

@@ -36,7 +36,9 @@ async def request_human(update: Update, context: DeskContext) -> None:
 
 
 def build_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[Any, Any, Any]]:
+    # New messages only: editing an old "/human" must not ask again.
+    private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
     return [
-        CommandHandler("human", request_human, filters=filters.ChatType.PRIVATE),
-        MessageHandler(menu_button_filter(texts, MenuAction.HUMAN), request_human),
+        CommandHandler("human", request_human, filters=private),
+        MessageHandler(private & menu_button_filter(texts, MenuAction.HUMAN), request_human),
     ]

@@ -103,9 +103,12 @@ async def email_command(update: Update, context: DeskContext) -> None:
 
 
 def build_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[Any, Any, Any]]:
-    private = filters.ChatType.PRIVATE
+    # New messages only: an edited old message must not act again.
+    private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
     return [
-        MessageHandler(private & filters.UpdateType.MESSAGE & filters.CONTACT, on_contact),
+        MessageHandler(private & filters.CONTACT, on_contact),
         CommandHandler("email", email_command, filters=private),
-        MessageHandler(menu_button_filter(texts, MenuAction.SHARE_PHONE), share_phone_prompt),
+        MessageHandler(
+            private & menu_button_filter(texts, MenuAction.SHARE_PHONE), share_phone_prompt
+        ),
     ]
