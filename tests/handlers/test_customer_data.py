@@ -203,6 +203,21 @@ async def test_menu_buttons_and_fallbacks(harness: Harness) -> None:
     await alice.ask("🙋 Talk to a person", contains="They will reply here")
 
 
+async def test_inline_menu_buttons(harness: Harness) -> None:
+    alice = harness.customer("Alice")
+    greeting = await alice.ask("/start", contains="Alice")
+
+    await alice.callback("m:mycomplaints", greeting)
+    await alice.expect("no complaints")
+    await alice.callback("m:share_phone", greeting)
+    await alice.expect("tap")
+    await alice.callback("m:ask", greeting)
+    await alice.expect("type your question")
+    query_id = await alice.callback("m:bogus", greeting)  # a button of some other version
+    await alice.expect_silence()
+    assert query_id in harness.fake.answered_callbacks
+
+
 def test_history_hides_internal_comments_and_names() -> None:
     from datetime import UTC, datetime
 

@@ -96,6 +96,8 @@ async def test_email_good_bad_and_missing(harness: Harness) -> None:
 
     await alice.ask("/email", contains="/email name@example.com")
     bad = await alice.ask("/email not-an-address", contains="not a valid")
+    hostile = await alice.ask("/email <b>&</pre>", contains="not a valid")
+    assert "<b>&</pre>" in hostile.text
     assert "/email name@example.com" in bad.text
     assert (await _customer_of(harness, alice)).email is None
 
