@@ -353,3 +353,20 @@ async def test_a_deactivated_agent_is_refused_before_anything_reaches_the_custom
 
     await sam.expect("deactivated", thread_id=card.thread_id)
     await alice.expect_silence()
+
+
+async def test_hostile_names_and_texts_are_shown_literally(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("<i>Sam&", group=group)
+    mallory = harness.customer("<b>Mal&lory</b>", username="mal")
+    card = await open_handoff(harness, mallory, sam)
+    assert "<b>Mal&lory</b>" in card.text
+    assert group.topics[card.thread_id].name.startswith("<b>Mal&lory</b> · H-")
+
+    await mallory.send("<script>&amp;")
+    assert (await sam.expect("<script>")).text == "<b>Mal&lory</b>: <script>&amp;"
+    await sam.send("/note <u>x</u> & y", thread_id=card.thread_id)
+    await sam.send("a <b>c</b> & d", thread_id=card.thread_id)
+    assert (await mallory.expect("<b>c</b>")).text == "<i>Sam& (support team): a <b>c</b> & d"
+    await sam.send("/resolve <code> &", thread_id=card.thread_id)
+    assert "<code> &" in (await mallory.expect("How satisfied")).text
