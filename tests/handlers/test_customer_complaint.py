@@ -107,6 +107,19 @@ async def test_cancel_button_and_cancel_command_leave_the_flow(harness: Harness)
     assert not await _flows(harness)
 
 
+async def test_editing_an_old_complaint_command_starts_nothing(harness: Harness) -> None:
+    alice = harness.customer("Alice")
+    sent = await alice.send("/complaint")
+    await alice.expect("What is it about?")
+    await alice.ask("/cancel", contains="cancelled")
+
+    edited = {**sent.data, "text": "/complaint again", "edit_date": sent.data["date"] + 5}
+    harness.fake.push_update({"edited_message": edited})
+
+    await alice.expect_silence()
+    assert not await _flows(harness)
+
+
 async def test_empty_and_too_long_descriptions_keep_the_step(harness: Harness) -> None:
     alice = harness.customer("Alice")
     await _start(alice)
