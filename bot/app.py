@@ -237,6 +237,7 @@ def build_application(
 
     async def post_init(app: Application) -> None:
         await set_command_menus(app, texts)
+        await agent_group.prepare_agent_chat(app.bot, config.agent_chat_id, texts)
 
     async def post_shutdown(app: Application) -> None:
         if owns_engine:

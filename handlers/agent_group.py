@@ -19,8 +19,17 @@ import contextlib
 import logging
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import Forbidden, TelegramError
+from telegram import (
+    Bot,
+    BotCommand,
+    BotCommandScopeChat,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.constants import ChatMemberStatus
+from telegram.error import ChatMigrated, Forbidden, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from crm_core.errors import DomainError
@@ -60,6 +69,7 @@ from handlers.context_card import customer_card_html, customer_chat_id
 from handlers.deps import DeskContext
 from handlers.membership import acting_agent, agent_chat_id, follow_migration, in_agent_chat
 from handlers.messaging import deliver, reply
+from handlers.texts import Texts
 
 log = logging.getLogger(__name__)
 
@@ -531,6 +541,42 @@ async def on_migration(update: Update, context: DeskContext) -> None:
         await follow_migration(context, message.chat_id, message.migrate_to_chat_id)
     elif message.migrate_from_chat_id and message.migrate_from_chat_id == current:
         await follow_migration(context, message.migrate_from_chat_id, message.chat_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up: command menu and a sanity check of the bot's rights
+# --------------------------------------------------------------------------------------------
+
+# The agents' command menu (setMyCommands for the group); descriptions: ``agent_cmd_<name>``.
+AGENT_COMMANDS = (
+    "queue", "customer", "note", "resolve", "status", "assign", "stats", "reload_kb",
+)  # fmt: skip
+
+
+def agent_command_menu(texts: Texts) -> list[BotCommand]:
+    return [BotCommand(name, texts.render_plain(f"agent_cmd_{name}")) for name in AGENT_COMMANDS]
+
+
+async def prepare_agent_chat(bot: Bot, chat_id: int | None, texts: Texts) -> None:
+    """At start: offer the agents' commands in their group and warn (log) when the bot lacks
+    the rights it needs there. Never raises: the customer side works without the group."""
+    if chat_id is None:
+        return
+    try:
+        try:
+            await bot.set_my_commands(agent_command_menu(texts), scope=BotCommandScopeChat(chat_id))
+        except ChatMigrated as error:  # followed for good on the first update; menu now
+            chat_id = error.new_chat_id
+            await bot.set_my_commands(agent_command_menu(texts), scope=BotCommandScopeChat(chat_id))
+        me = await bot.get_chat_member(chat_id, bot.id)
+        chat = await bot.get_chat(chat_id)
+    except TelegramError as error:
+        log.warning("agents' group %s is not usable: %s", chat_id, error)
+        return
+    if me.status != ChatMemberStatus.ADMINISTRATOR:
+        log.warning("the bot is not an administrator of the agents' group %s", chat_id)
+    elif chat.is_forum and not getattr(me, "can_manage_topics", False):
+        log.warning("the bot cannot manage topics in the agents' forum %s", chat_id)
 
 
 # --------------------------------------------------------------------------------------------

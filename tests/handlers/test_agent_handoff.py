@@ -3,8 +3,10 @@ notes, /resolve with the rating, in forum and plain groups."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from sqlmodel import col, select
 
 from crm_core.models import Agent as AgentRow
@@ -17,7 +19,7 @@ from crm_core.models import (
     InteractionKind,
 )
 from crm_core.services.agents import set_agent_active
-from tests.fakes.bot_api import FakeChat, StoredMessage
+from tests.fakes.bot_api import FakeBotAPI, FakeChat, StoredMessage
 from tests.handlers.conftest import BOTH_DATABASES, Agent, Customer, Harness, HarnessFactory
 
 GROUP_ID = -1001000000001
@@ -370,3 +372,17 @@ async def test_hostile_names_and_texts_are_shown_literally(harness_factory: Harn
     assert (await mallory.expect("<b>c</b>")).text == "<i>Sam& (support team): a <b>c</b> & d"
     await sam.send("/resolve <code> &", thread_id=card.thread_id)
     assert "<code> &" in (await mallory.expect("How satisfied")).text
+
+
+async def test_agents_get_their_command_menu_and_missing_rights_are_logged(
+    harness_factory: HarnessFactory, fake: FakeBotAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    group = fake.add_group(GROUP_ID, forum=True)
+    fake.set_member(group.id, fake.bot_user.id, "member")  # not an administrator
+
+    with caplog.at_level(logging.WARNING, logger="handlers.agent_group"):
+        await harness_factory(agent_chat_id=GROUP_ID)
+
+    menu = [c["command"] for c in fake.commands[("chat", "")]]
+    assert menu[:4] == ["queue", "customer", "note", "resolve"] and "stats" in menu
+    assert "not an administrator of the agents' group" in caplog.text
