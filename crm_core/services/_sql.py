@@ -1,13 +1,49 @@
-"""Small SQL helpers shared by the customer-side services (dialect-specific upserts)."""
+"""Plumbing every service shares: its unit of work, portable upserts, and merge-following.
 
-from collections.abc import AsyncIterator
+One place, so that all services end their transactions the same way: on SQLite an open
+transaction holds the write lock (``BEGIN IMMEDIATE``, see ``crm_core.db``) and on PostgreSQL
+its row locks, so even read-only services end theirs.
+"""
+
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.errors import DomainError
+from crm_core.errors import CustomerNotFound
+from crm_core.models import Customer
+
+# A chain of merges longer than this is a bug, not data: stop rather than loop.
+MAX_MERGE_HOPS = 32
+
+
+@asynccontextmanager
+async def unit_of_work(session: AsyncSession) -> AsyncIterator[None]:
+    """One service call = one transaction: commit on success; on any error discard everything
+    the work wrote, and re-raise.
+
+    The work runs in a SAVEPOINT so that a failure rolls back only that work: a full rollback
+    would expire every object the caller holds, and reading one afterwards (e.g. to word the
+    error for the user) would then try lazy IO and fail under asyncio (``MissingGreenlet``).
+    The outer transaction is ended either way, to release its locks.
+    """
+    try:
+        async with session.begin_nested():
+            yield
+    except BaseException:
+        await _end_after_error(session)
+        raise
+    await session.commit()
+
+
+async def _end_after_error(session: AsyncSession) -> None:
+    try:
+        await session.commit()  # the savepoint is gone: this writes nothing of the failed work
+    except Exception:  # the connection itself is broken: give up the whole transaction
+        await session.rollback()
 
 
 def dialect_insert(session: AsyncSession, model: Any) -> Any:
@@ -18,24 +54,29 @@ def dialect_insert(session: AsyncSession, model: Any) -> Any:
     return sqlite.insert(model)
 
 
-@asynccontextmanager
-async def unit_of_work(session: AsyncSession) -> AsyncIterator[None]:
-    """One service call = one transaction, committed at the end.
+async def insert_ignoring_conflict(
+    session: AsyncSession,
+    model: type[SQLModel],
+    values: Mapping[str, Any],
+    index_elements: Sequence[str],
+) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING (a race-safe "create unless present")."""
+    stmt = (
+        dialect_insert(session, model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(index_elements))
+    )
+    await session.exec(stmt)
 
-    Services check everything that can raise a :class:`DomainError` before they write, so on such
-    an error the transaction is ended with a COMMIT of nothing: a ROLLBACK would expire every
-    object the caller holds (reading one later would then fail outside an await). Any other
-    exception rolls back.
-    """
-    try:
-        yield
-    except DomainError:
-        if session.new or session.dirty or session.deleted:
-            await session.rollback()
-        else:
-            await session.commit()
-        raise
-    except BaseException:
-        await session.rollback()
-        raise
-    await session.commit()
+
+async def resolve_customer(session: AsyncSession, customer_id: int) -> Customer:
+    """Load a customer, following merge tombstones to the survivor, so that a stale id (an old
+    button, an in-flight update) still finds the person (no commit)."""
+    customer = await session.get(Customer, customer_id)
+    hops = 0
+    while customer is not None and customer.merged_into_id is not None and hops < MAX_MERGE_HOPS:
+        customer = await session.get(Customer, customer.merged_into_id)
+        hops += 1
+    if customer is None:
+        raise CustomerNotFound(f"There is no customer #{customer_id}.")
+    return customer

@@ -6,7 +6,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.errors import AgentNotFound, InvalidInput
 from crm_core.models import Agent, AgentRole
-from crm_core.services._desk import FRESH, parse_choice, transaction
+from crm_core.services._desk import FRESH, parse_choice
+from crm_core.services._sql import unit_of_work
 
 MAX_NAME_LENGTH = 200
 
@@ -25,7 +26,7 @@ async def ensure_agent(
     """
     name = _clean_name(display_name)
     wanted = parse_choice(AgentRole, role, "role") if role is not None else None
-    async with transaction(session):
+    async with unit_of_work(session):
         agent = await _by_telegram(session, telegram_user_id)
         if agent is None:
             agent = await _insert(session, telegram_user_id, name, wanted or AgentRole.agent)
@@ -65,12 +66,12 @@ async def _by_telegram(session: AsyncSession, telegram_user_id: int) -> Agent | 
 
 
 async def get_agent_by_telegram(*, session: AsyncSession, telegram_user_id: int) -> Agent | None:
-    async with transaction(session):
+    async with unit_of_work(session):
         return await _by_telegram(session, telegram_user_id)
 
 
 async def get_agent(*, session: AsyncSession, agent_id: int) -> Agent:
-    async with transaction(session):
+    async with unit_of_work(session):
         agent = await session.get(Agent, agent_id)
         if agent is None:
             raise AgentNotFound(f"There is no agent #{agent_id}.")
@@ -79,7 +80,7 @@ async def get_agent(*, session: AsyncSession, agent_id: int) -> Agent:
 
 async def set_agent_active(*, session: AsyncSession, agent_id: int, active: bool) -> Agent:
     """Deactivate an agent who left (their history stays) or bring them back."""
-    async with transaction(session):
+    async with unit_of_work(session):
         agent = await session.get(Agent, agent_id, with_for_update=True)
         if agent is None:
             raise AgentNotFound(f"There is no agent #{agent_id}.")
@@ -92,5 +93,5 @@ async def list_agents(*, session: AsyncSession, include_inactive: bool = False) 
     stmt = select(Agent).order_by(col(Agent.display_name), col(Agent.id))
     if not include_inactive:
         stmt = stmt.where(col(Agent.active))
-    async with transaction(session):
+    async with unit_of_work(session):
         return list((await session.exec(stmt, execution_options=FRESH)).all())

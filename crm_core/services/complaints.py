@@ -60,9 +60,8 @@ from crm_core.services._desk import (
     FRESH,
     log_desk_event,
     parse_choice,
-    resolve_customer,
-    transaction,
 )
+from crm_core.services._sql import resolve_customer, unit_of_work
 from crm_core.services.references import next_reference, parse_reference
 from crm_core.sla import SlaPolicy
 
@@ -126,7 +125,7 @@ async def file_complaint(
     files = _clean_attachments(attachments)
     now = now or utcnow()
     policy = sla or SlaPolicy()
-    async with transaction(session):
+    async with unit_of_work(session):
         customer = await resolve_customer(session, customer_id)
         complaint = Complaint(
             reference=await next_reference(session=session),
@@ -185,7 +184,7 @@ def _clean_attachments(attachments: Iterable[str]) -> list[str]:
 
 async def get_complaint(*, session: AsyncSession, reference: str) -> Complaint:
     """Find a complaint by what a person typed ("c-123", "C123", "123" all mean C-000123)."""
-    async with transaction(session):
+    async with unit_of_work(session):
         return await _load(session, reference)
 
 
@@ -209,7 +208,7 @@ async def list_customer_complaints(
     if not include_closed:
         stmt = stmt.where(Complaint.status != S.closed)
     stmt = stmt.order_by(col(Complaint.created_at).desc(), col(Complaint.id).desc())
-    async with transaction(session):
+    async with unit_of_work(session):
         return list((await session.exec(stmt, execution_options=FRESH)).all())
 
 
@@ -221,13 +220,13 @@ async def list_open_complaints(*, session: AsyncSession, limit: int = 50) -> lis
         .order_by(col(Complaint.created_at), col(Complaint.id))
         .limit(limit)
     )
-    async with transaction(session):
+    async with unit_of_work(session):
         return list((await session.exec(stmt, execution_options=FRESH)).all())
 
 
 async def complaint_history(*, session: AsyncSession, reference: str) -> list[ComplaintEvent]:
     """Everything that happened to a complaint, oldest first."""
-    async with transaction(session):
+    async with unit_of_work(session):
         complaint = await _load(session, reference)
         stmt = (
             select(ComplaintEvent)
@@ -247,7 +246,7 @@ async def assign_complaint(
 ) -> Complaint:
     """Give a complaint to an agent. Internal: it does not count as a first response."""
     now = now or utcnow()
-    async with transaction(session):
+    async with unit_of_work(session):
         complaint = await _load(session, reference, lock=True)
         agent = await _active_agent(session, agent_id)
         if complaint.status == S.closed:
@@ -288,7 +287,7 @@ async def transition_complaint(
     if note is not None and len(note) > MAX_COMMENT_LENGTH:
         raise InvalidInput(f"The note is too long; please keep it under {MAX_COMMENT_LENGTH}.")
     now = now or utcnow()
-    async with transaction(session):
+    async with unit_of_work(session):
         complaint = await _load(session, reference, lock=True)
         if actor is ActorType.agent:
             await _active_agent(session, actor_id)
@@ -374,7 +373,7 @@ async def comment_complaint(
     if len(body) > MAX_COMMENT_LENGTH:
         raise InvalidInput(f"The comment is too long; please keep it under {MAX_COMMENT_LENGTH}.")
     now = now or utcnow()
-    async with transaction(session):
+    async with unit_of_work(session):
         complaint = await _load(session, reference, lock=True)
         if actor is ActorType.agent:
             await _active_agent(session, actor_id)
@@ -396,7 +395,7 @@ async def set_complaint_group_location(
     message_id: int | None,
 ) -> Complaint:
     """Remember where the complaint is announced in the agents' group."""
-    async with transaction(session):
+    async with unit_of_work(session):
         result = await session.exec(
             update(Complaint)
             .where(col(Complaint.id) == complaint_id)

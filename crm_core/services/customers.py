@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.clock import utcnow
-from crm_core.errors import CustomerNotFound, InvalidInput, InvalidPhone
+from crm_core.errors import InvalidInput, InvalidPhone
 from crm_core.models import (
     Channel,
     ChannelIdentity,
@@ -38,9 +38,8 @@ from crm_core.models import (
     Purchase,
 )
 from crm_core.normalize import normalize_email, normalize_phone
-from crm_core.services._sql import unit_of_work
+from crm_core.services._sql import MAX_MERGE_HOPS, resolve_customer, unit_of_work
 
-_MAX_MERGE_HOPS = 32
 _IDENTIFY_ATTEMPTS = 3
 MAX_TAG_LENGTH = 50
 
@@ -59,18 +58,6 @@ class LinkResult:
 # --------------------------------------------------------------------------------------------
 # Lookup
 # --------------------------------------------------------------------------------------------
-
-
-async def resolve_customer(session: AsyncSession, customer_id: int) -> Customer:
-    """Load a customer, following merge tombstones to the survivor (no commit)."""
-    customer = await session.get(Customer, customer_id)
-    hops = 0
-    while customer is not None and customer.merged_into_id is not None and hops < _MAX_MERGE_HOPS:
-        customer = await session.get(Customer, customer.merged_into_id)
-        hops += 1
-    if customer is None:
-        raise CustomerNotFound(f"There is no customer #{customer_id}.")
-    return customer
 
 
 async def get_customer(*, session: AsyncSession, customer_id: int) -> Customer:
@@ -289,7 +276,7 @@ async def _lock_pair(
     """Lock both rows (in id order, so two merges of the same pair queue instead of
     deadlocking) and re-resolve them: a concurrent merge may have just made one a tombstone.
     SQLite needs no row locks: its write transactions are serialised already."""
-    for _ in range(_MAX_MERGE_HOPS):
+    for _ in range(MAX_MERGE_HOPS):
         stmt = (
             select(Customer)
             .where(col(Customer.id).in_([survivor_id, absorbed_id]))

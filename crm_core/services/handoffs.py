@@ -38,13 +38,8 @@ from crm_core.models import (
     HandoffStatus,
     InteractionKind,
 )
-from crm_core.services._desk import (
-    FRESH,
-    insert_ignoring_conflict,
-    log_desk_event,
-    resolve_customer,
-    transaction,
-)
+from crm_core.services._desk import FRESH, log_desk_event
+from crm_core.services._sql import insert_ignoring_conflict, resolve_customer, unit_of_work
 
 H = HandoffStatus
 # Conditional UPDATEs refresh in-session objects only for the rows the database really changed
@@ -100,7 +95,7 @@ async def open_handoff(
     """Ask for a human. A customer already waiting or talking gets their current handoff back."""
     now = now or utcnow()
     reason = _clean_text(reason, "reason")
-    async with transaction(session):
+    async with unit_of_work(session):
         survivor = await resolve_customer(session, customer_id)  # follows merges
         assert survivor.id is not None
         customer_id = survivor.id
@@ -137,12 +132,12 @@ async def _open_for(session: AsyncSession, customer_id: int) -> Handoff | None:
 
 
 async def get_open_handoff(*, session: AsyncSession, customer_id: int) -> Handoff | None:
-    async with transaction(session):
+    async with unit_of_work(session):
         return await _open_for(session, customer_id)
 
 
 async def get_handoff(*, session: AsyncSession, handoff_id: int) -> Handoff:
-    async with transaction(session):
+    async with unit_of_work(session):
         return await _get(session, handoff_id)
 
 
@@ -160,7 +155,7 @@ async def list_waiting_handoffs(*, session: AsyncSession) -> list[Handoff]:
         .where(Handoff.status == H.waiting)
         .order_by(col(Handoff.requested_at), col(Handoff.id))
     )
-    async with transaction(session):
+    async with unit_of_work(session):
         return list((await session.exec(stmt, execution_options=FRESH)).all())
 
 
@@ -177,7 +172,7 @@ async def set_handoff_location(
     topic_id: int | None,
     card_message_id: int | None,
 ) -> Handoff:
-    async with transaction(session):
+    async with unit_of_work(session):
         handoff = await _get(session, handoff_id, lock=True)
         handoff.chat_id = chat_id
         handoff.topic_id = topic_id
@@ -203,7 +198,7 @@ async def link_group_message(
         "complaint_id": complaint_id,
         "created_at": utcnow(),
     }
-    async with transaction(session):
+    async with unit_of_work(session):
         await insert_ignoring_conflict(
             session, GroupMessageLink, values, index_elements=["chat_id", "message_id"]
         )
@@ -222,7 +217,7 @@ async def _link(session: AsyncSession, chat_id: int, message_id: int) -> GroupMe
 async def find_by_group_message(
     *, session: AsyncSession, chat_id: int, message_id: int
 ) -> GroupMessageLink | None:
-    async with transaction(session):
+    async with unit_of_work(session):
         return await _link(session, chat_id, message_id)
 
 
@@ -236,13 +231,13 @@ async def find_handoff_by_topic(
         .where(Handoff.status != H.closed)
         .order_by(col(Handoff.id).desc())
     )
-    async with transaction(session):
+    async with unit_of_work(session):
         return (await session.exec(stmt, execution_options=FRESH)).first()
 
 
 async def move_handoff_chat(*, session: AsyncSession, old_chat_id: int, new_chat_id: int) -> int:
     """Telegram migrated the agents' group to a supergroup: follow it. Returns rows updated."""
-    async with transaction(session):
+    async with unit_of_work(session):
         moved = 0
         for model, column in (
             (Handoff, Handoff.chat_id),
@@ -286,7 +281,7 @@ async def claim_handoff(
     """Take a waiting customer. Of two agents pressing at once exactly one wins; the other
     gets AlreadyClaimed naming the winner. Claiming one's own claimed handoff changes nothing."""
     now = now or utcnow()
-    async with transaction(session):
+    async with unit_of_work(session):
         agent = await _active_agent(session, agent_id)
         result = await session.exec(
             update(Handoff)
@@ -317,7 +312,7 @@ async def record_agent_reply(
     claimed it in the meantime.
     """
     now = now or utcnow()
-    async with transaction(session):
+    async with unit_of_work(session):
         agent = await _active_agent(session, agent_id)
         claimed = await session.exec(
             update(Handoff)
@@ -348,7 +343,7 @@ async def close_handoff(
     """End the conversation (by an agent, or by the customer/system when ``agent_id`` is None)."""
     now = now or utcnow()
     summary = _clean_text(summary, "summary")
-    async with transaction(session):
+    async with unit_of_work(session):
         if agent_id is not None:
             await _active_agent(session, agent_id)
         handoff = await _get(session, handoff_id, lock=True)
@@ -379,7 +374,7 @@ async def rate_handoff(
         raise InvalidInput(f"Please rate from {MIN_SCORE} to {MAX_SCORE}.")
     comment = _clean_text(comment, "comment")
     now = now or utcnow()
-    async with transaction(session):
+    async with unit_of_work(session):
         handoff = await _get(session, handoff_id, lock=True)
         if handoff.status != H.closed:
             raise InvalidTransition("A conversation can be rated once it is closed.")
@@ -404,7 +399,7 @@ async def mark_unreachable(
 ) -> Handoff:
     """The customer cannot be messaged any more (blocked the bot); agents should know."""
     now = now or utcnow()
-    async with transaction(session):
+    async with unit_of_work(session):
         handoff = await _get(session, handoff_id, lock=True)
         if not handoff.unreachable:
             handoff.unreachable = True
@@ -445,7 +440,7 @@ async def claim_due_reminders(
         .with_for_update(skip_locked=True)
     )
     taken: list[DueReminder] = []
-    async with transaction(session):
+    async with unit_of_work(session):
         rows = (await session.exec(candidates.execution_options(populate_existing=True))).all()
         # One UPDATE per reminder count (not per row): the count decides what happens next.
         by_count: dict[int, list[Handoff]] = {}

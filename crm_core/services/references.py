@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.errors import ComplaintNotFound
 from crm_core.models import ReferenceCounter
-from crm_core.services._desk import insert_ignoring_conflict
+from crm_core.services._sql import insert_ignoring_conflict
 
 COMPLAINT_PREFIX = "C-"
 REFERENCE_DIGITS = 6

@@ -36,7 +36,7 @@ from crm_core.models import (
     HandoffStatus,
     Severity,
 )
-from crm_core.services._desk import transaction
+from crm_core.services._sql import unit_of_work
 
 S = ComplaintStatus
 UNRESOLVED = (S.open, S.in_progress)
@@ -121,7 +121,7 @@ async def complaint_stats(
         raise InvalidInput("The start of the period must be before its end.")
     now = now or utcnow()
     in_window = _window(col(Complaint.created_at), since, until)
-    async with transaction(session):
+    async with unit_of_work(session):
         counts = await _complaint_counts(session, in_window)
         durations = await _complaint_durations(session, in_window)
         sla = await _sla_breaches(session, in_window, now)
