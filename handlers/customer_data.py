@@ -91,7 +91,14 @@ async def my_complaints(update: Update, context: DeskContext) -> None:
     buttons = [
         [
             InlineKeyboardButton(
-                button_label(f"{c.reference} · {status_label(c.status)}"),
+                button_label(
+                    context.deps.texts.render_plain(
+                        "complaint_view_label",
+                        context.lang,
+                        reference=c.reference,
+                        status=status_label(c.status),
+                    )
+                ),
                 callback_data=build(Prefix.COMPLAINT_VIEW, c.id),
             )
         ]

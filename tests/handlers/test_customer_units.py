@@ -98,6 +98,7 @@ CUSTOMER_TEMPLATES: dict[str, dict[str, object]] = {
     "complaint_history": {"reference": HOSTILE, "category": HOSTILE, "status": HOSTILE,
                           "description": HOSTILE, "attachments": 1, "events": [EVENT]},
     "complaint_not_yours": {}, "mydata_caption": {},
+    "complaint_view_label": {"reference": HOSTILE, "status": HOSTILE},
     "forget_confirm": {}, "forget_kept": {}, "forget_done": {},
 }  # fmt: skip
 
