@@ -6,13 +6,13 @@ import asyncio
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from bot.cli import main
+from tests.bot.running import start_deskbot
 from tests.fakes.bot_api import FakeBotAPI, FakeUser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,19 +72,7 @@ async def test_run_polls_answers_and_stops_cleanly_on_sigint(tmp_path: Path) -> 
     database does not exist yet and is created by the start-up migration."""
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"
     async with FakeBotAPI() as fake:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DESKBOT_")}
-        env.update(
-            DESKBOT_TELEGRAM_TOKEN=fake.token,
-            DESKBOT_TELEGRAM_API_URL=fake.api_url,
-            DESKBOT_DATABASE_URL=database_url,
-            DESKBOT_LOG_LEVEL="DEBUG",
-            PYTHONPATH=str(REPO),
-        )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run",
-            cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        process = await start_deskbot(fake, tmp_path, database_url=database_url, log_level="DEBUG")
         try:
             await fake.wait_for(lambda: fake.calls("getUpdates"), timeout=30)
             alice = FakeUser(id=42, first_name="Alice")
@@ -113,22 +101,16 @@ async def test_run_webhook_registers_and_accepts_only_the_secret(tmp_path: Path)
     port = _free_port()
     hook_url = f"http://127.0.0.1:{port}/telegram/hook"
     async with FakeBotAPI() as fake:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DESKBOT_")}
-        env.update(
-            DESKBOT_TELEGRAM_TOKEN=fake.token,
-            DESKBOT_TELEGRAM_API_URL=fake.api_url,
-            DESKBOT_DATABASE_URL=database_url,
-            DESKBOT_WEBHOOK_URL=hook_url,
-            DESKBOT_WEBHOOK_LISTEN="127.0.0.1",
-            DESKBOT_WEBHOOK_PORT=str(port),
-            DESKBOT_WEBHOOK_SECRET_TOKEN="s3cret-hook",
-            PYTHONPATH=str(REPO),
+        process = await start_deskbot(
+            fake,
+            tmp_path,
+            "--webhook",
+            database_url=database_url,
+            webhook_url=hook_url,
+            webhook_listen="127.0.0.1",
+            webhook_port=str(port),
+            webhook_secret_token="s3cret-hook",
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", "--webhook",
-            cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
         try:
             registered = await fake.wait_for_request("setWebhook", timeout=30)
             assert registered.params["url"] == hook_url

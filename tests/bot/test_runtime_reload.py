@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
-import sys
 from pathlib import Path
 
+from tests.bot.running import REPO, start_deskbot
 from tests.fakes.bot_api import FakeBotAPI, FakeUser
 
-REPO = Path(__file__).resolve().parents[2]
 TINY_KB = REPO / "tests" / "knowledge_base" / "data" / "tiny"
 
 NEW_ARTICLE = """---
@@ -31,19 +29,7 @@ async def test_sighup_reloads_the_knowledge_base(tmp_path: Path) -> None:
     kb_dir = tmp_path / "kb"
     shutil.copytree(TINY_KB, kb_dir)
     async with FakeBotAPI() as fake:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DESKBOT_")}
-        env.update(
-            DESKBOT_TELEGRAM_TOKEN=fake.token,
-            DESKBOT_TELEGRAM_API_URL=fake.api_url,
-            DESKBOT_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
-            DESKBOT_KB_DIR=str(kb_dir),
-            PYTHONPATH=str(REPO),
-        )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run",
-            cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        process = await start_deskbot(fake, tmp_path, kb_dir=str(kb_dir))
         try:
             await fake.wait_for(lambda: fake.calls("getUpdates"), timeout=30)
             alice = FakeUser(id=42, first_name="Alice")
