@@ -15,8 +15,6 @@ from bot.cli import main
 from tests.bot.running import start_deskbot
 from tests.fakes.bot_api import FakeBotAPI, FakeUser
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
