@@ -40,7 +40,7 @@ from telegram.ext import (
 )
 
 from bot.logging_setup import protect_secret
-from bot.settings import Settings
+from bot.settings import ConfigurationError, Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
 from handlers import (
     agent_group,
@@ -280,7 +280,17 @@ def build_application(
 def load_knowledge_base(settings: Settings) -> KnowledgeBaseHolder:
     """The knowledge base from DESKBOT_KB_DIR (or the bundled sample); broken files are left
     out with a warning so that the desk still starts."""
-    holder, problems = KnowledgeBaseHolder.load(settings.kb_dir)
+    try:
+        holder, problems = KnowledgeBaseHolder.load(
+            settings.kb_dir,
+            answer_threshold=settings.kb_answer_threshold,
+            suggest_threshold=settings.kb_suggest_threshold,
+            semantic=settings.kb_semantic,
+        )
+    except ValueError as error:  # an env threshold contradicts the folder's kb.yaml
+        raise ConfigurationError(
+            f"DESKBOT_KB_ANSWER_THRESHOLD / DESKBOT_KB_SUGGEST_THRESHOLD: {error}"
+        ) from None
     for problem in problems:
         log.warning("knowledge base: %s", problem)
     return holder

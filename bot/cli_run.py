@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from telegram.error import InvalidToken, NetworkError
 
-from bot.settings import Settings, describe_validation_error
+from bot.settings import ConfigurationError, Settings, describe_validation_error
 from crm_core.errors import DomainError
 
 EXIT_OK = 0
@@ -62,6 +62,8 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     try:
         runtime.run(settings, webhook=args.webhook)
+    except ConfigurationError as error:
+        return _usage_error(str(error))
     except InvalidToken:
         return _usage_error("DESKBOT_TELEGRAM_TOKEN was rejected by Telegram (invalid token)")
     except NetworkError as error:

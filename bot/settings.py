@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from crm_core.db import DEFAULT_DATABASE_URL
@@ -42,6 +42,22 @@ class Settings(BaseSettings):
     database_url: str = Field(default=DEFAULT_DATABASE_URL, description="SQLAlchemy async URL.")
     kb_dir: Path | None = Field(
         default=None, description="Knowledge-base folder; default: the bundled sample."
+    )
+    kb_answer_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Confidence from which the bot answers with an article (overrides kb.yaml).",
+    )
+    kb_suggest_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Confidence from which the bot suggests articles (overrides kb.yaml).",
+    )
+    kb_semantic: bool | None = Field(
+        default=None,
+        description="Blend in sentence embeddings (`embeddings` extra; overrides kb.yaml).",
     )
 
     # --- Behaviour --------------------------------------------------------------------------
@@ -139,11 +155,36 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("kb_dir")
+    @classmethod
+    def _kb_dir_is_a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a folder of knowledge-base articles")
+        return value
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> "Settings":
+        answer, suggest = self.kb_answer_threshold, self.kb_suggest_threshold
+        if answer is not None and suggest is not None and suggest > answer:
+            raise ValueError(
+                f"DESKBOT_KB_SUGGEST_THRESHOLD ({suggest}) must not exceed "
+                f"DESKBOT_KB_ANSWER_THRESHOLD ({answer})"
+            )
+        return self
+
+
+class ConfigurationError(ValueError):
+    """Settings that are each valid but do not work together (e.g. with the knowledge base's
+    own ``kb.yaml``); the message names the settings."""
+
 
 def describe_validation_error(error: ValidationError) -> str:
     """One clear line per bad setting, naming it as the user wrote it (``DESKBOT_X``)."""
     lines = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "?"
-        lines.append(f"DESKBOT_{field.upper()}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            lines.append(f"DESKBOT_{str(item['loc'][0]).upper()}: {message}")
+        else:  # a check across settings: its message names them
+            lines.append(message)
     return "invalid settings:\n  " + "\n  ".join(lines)
