@@ -32,7 +32,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, MessageHandler, filt
 from crm_core.models import Channel, Direction, InteractionKind
 from crm_core.services.interactions import log_interaction
 from handlers import complaint_flow, customer_data, customer_handoff, customer_identity
-from handlers.basic import ask_prompt
+from handlers.basic import ask_prompt, menu_keyboard
 from handlers.callbacks import CallbackDataError, MenuAction, Prefix, parse, pattern
 from handlers.config import DeskConfig
 from handlers.customer_common import (
@@ -45,6 +45,7 @@ from handlers.customer_common import (
 )
 from handlers.deps import DeskContext
 from handlers.messaging import reply
+from handlers.small_talk import SmallTalk, classify
 from handlers.texts import Texts
 from knowledge_base.models import Article, SearchResult, Verdict
 from knowledge_base.render import render_telegram_html
@@ -138,7 +139,27 @@ async def on_text(update: Update, context: DeskContext) -> None:
         return
     message = update.effective_message
     assert message is not None and message.text is not None
+    if await answer_small_talk(update, context, message.text):
+        return
     await answer_question(update, context, message.text)
+
+
+async def answer_small_talk(update: Update, context: DeskContext, text: str) -> bool:
+    """ "Hello" / "thanks" / "bye" get a polite answer, not "no answer, talk to a person?"."""
+    kind = classify(text)
+    if kind is None:
+        return False
+    user = update.effective_user
+    await reply(
+        context,
+        f"small_talk_{kind.value}",
+        first_name=user.first_name if user else "",
+        reply_markup=(
+            menu_keyboard(context.deps.texts, context.lang) if kind is SmallTalk.GREETING else None
+        ),
+        details={"small_talk": kind.value},
+    )
+    return True
 
 
 async def on_article(update: Update, context: DeskContext) -> None:
