@@ -149,7 +149,8 @@ def format_report(report: EvalReport) -> str:
         f"answer_precision  {figure(report.answer_precision)}   {DEFINITIONS['answer_precision']}",
         f"coverage          {figure(report.coverage)}   {DEFINITIONS['coverage']}",
         f"oos_recall        {figure(report.oos_recall)}   {DEFINITIONS['oos_recall']}",
-        f"latency           p50 {report.p50_ms:.2f} ms, p99 {report.p99_ms:.2f} ms",
+        f"latency           p50 {report.p50_ms:.2f} ms, p99 {report.p99_ms:.2f} ms "
+        f"(p99 CPU time {report.p99_cpu_ms:.2f} ms)   {DEFINITIONS['p50_ms/p99_ms']}",
     ]
     return "\n".join(lines)
 
