@@ -51,7 +51,8 @@ def parse_days(args: list[str]) -> int | str | None:
     value = args[0].strip().lower()
     if value in {"all", "0"}:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_DAYS:
+    # isdecimal, not isdigit: "²" is a digit but int() refuses it.
+    if not value.isdecimal() or not 1 <= int(value) <= MAX_DAYS:
         return value
     return int(value)
 

@@ -115,3 +115,5 @@ def test_parse_days() -> None:
     assert parse_days(["all"]) is None
     assert parse_days(["-3"]) == "-3"
     assert parse_days(["99999"]) == "99999"
+    assert parse_days(["²"]) == "²"  # a digit to str.isdigit, not to int(): no traceback
+    assert parse_days(["١٢"]) == 12  # Arabic-Indic digits are a number
