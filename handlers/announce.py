@@ -36,14 +36,21 @@ from crm_core.services.agents import get_agent
 from crm_core.services.complaints import set_complaint_group_location
 from crm_core.services.handoffs import get_handoff, link_group_message, set_handoff_location
 from handlers.callbacks import Prefix, build
-from handlers.context_card import complaint_card_html, handoff_card_html, handoff_reference
+from handlers.context_card import (
+    complaint_card_html,
+    handoff_card_html,
+    handoff_reference,
+    utf16_len,
+)
 from handlers.deps import DeskContext
 from handlers.membership import agent_chat_id, follow_migration
+from handlers.messaging import plain_text
 from handlers.texts import split_telegram_html
 
 log = logging.getLogger(__name__)
 
 TOPIC_NAME_LIMIT = 128
+CAPTION_LIMIT = 1024  # Telegram's, in UTF-16 code units after entity parsing
 MAX_ATTEMPTS = 4
 _LOST_PLACE = (
     "message thread not found",
@@ -107,18 +114,27 @@ async def copy_to(
     message_id: int,
     caption_html: str | None,
 ) -> list[int]:
-    """Copy a message (photo, document...) into ``place`` with an HTML caption."""
+    """Copy a message (photo, document...) into ``place`` with an HTML caption.
+
+    A caption over Telegram's limit (a customer's full-length caption with their name in
+    front) would make Telegram refuse the copy: the media then goes without a caption and the
+    whole caption follows as a message, so nothing is lost.
+    """
     await release(context)
+    too_long = caption_html is not None and utf16_len(plain_text(caption_html)) > CAPTION_LIMIT
     copied = await context.bot.copy_message(
         chat_id=place.chat_id,
         from_chat_id=from_chat_id,
         message_id=message_id,
-        caption=caption_html,
-        parse_mode=ParseMode.HTML if caption_html else None,
+        caption="" if too_long else caption_html,  # "" drops the original caption
+        parse_mode=ParseMode.HTML if caption_html and not too_long else None,
         message_thread_id=place.thread_id,
         reply_parameters=_reply(place),
     )
-    return [copied.message_id]
+    ids = [copied.message_id]
+    if too_long and caption_html is not None:
+        ids += await send_html_to(context, place, caption_html)
+    return ids
 
 
 def _reply(place: Place) -> ReplyParameters | None:

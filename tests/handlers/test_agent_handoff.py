@@ -386,3 +386,35 @@ async def test_agents_get_their_command_menu_and_missing_rights_are_logged(
     menu = [c["command"] for c in fake.commands[("chat", "")]]
     assert menu[:4] == ["queue", "customer", "note", "resolve"] and "stats" in menu
     assert "not an administrator of the agents' group" in caplog.text
+
+
+async def test_a_full_length_caption_is_relayed_whole_both_ways(
+    harness_factory: HarnessFactory,
+) -> None:
+    """Telegram allows 1024-character captions; with the sender's name in front the copy
+    would exceed that, so the media goes first and the whole caption follows as text."""
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    long_caption = ("The box was crushed & wet <really>. " * 29)[:1019] + "END-A"
+    assert len(long_caption) == 1024
+
+    await alice.send_photo(caption=long_caption)
+    text = await sam.expect("END-A", thread_id=card.thread_id)
+    assert "Alice: " + long_caption in text.text
+    (photo,) = [m for m in harness.fake.sent_to(GROUP_ID) if m.data.get("photo")]
+    assert not photo.data.get("caption") and photo.thread_id == card.thread_id
+    await alice.expect_silence()  # no "could not reach the agents"
+
+    caption = ("Please print this label and bring it to the post office. " * 18)[:1019] + "END-S"
+    assert len(caption) == 1024
+    harness.fake.push_message(
+        sam.user, None, chat=group, thread_id=card.thread_id, extra=agent_photo(caption)
+    )
+    told = await alice.expect("END-S")
+    assert told.text.startswith("Sam (support team): Please print")
+    (copied,) = [m for m in alice.replies if m.data.get("photo")]
+    assert not copied.data.get("caption")  # not twice
+    agent_replies = await interactions(harness, InteractionKind.agent_reply)
+    assert agent_replies and "END-S" in (agent_replies[-1].text or "")
