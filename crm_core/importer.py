@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from crm_core.clock import utcnow
 from crm_core.errors import ImportFailed, InvalidEmail, InvalidPhone
-from crm_core.models import Customer, Purchase
+from crm_core.models import MAX_AMOUNT_MINOR, Customer, Purchase
 from crm_core.normalize import normalize_email, normalize_phone
 from crm_core.types import UTCDateTime
 
@@ -860,6 +860,8 @@ class _PurchaseParser:
             amount = int(simple[1]) * 100 + int(simple[2] or 0)
         else:
             amount = _amount(raw_amount, currency)
+        if amount > MAX_AMOUNT_MINOR:
+            raise _Reject(f"amount “{raw_amount}” is too large")
         raw_time = cells[self.time].strip()
         if not raw_time:
             raise _Reject("no purchase date")

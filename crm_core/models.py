@@ -461,8 +461,13 @@ class GroupMessageLink(SQLModel, table=True):
 # --------------------------------------------------------------------------------------------
 
 
+# Larger amounts are refused as typos: they would overflow sums and the drivers' integers.
+MAX_AMOUNT_MINOR = 10**15
+
+
 class PurchaseBase(SQLModel):
-    amount_minor: int = Field(description="amount in minor units (cents)")
+    # BigInteger: 32 bits end at 21 million EUR, or 2 billion in zero-decimal currencies (VND).
+    amount_minor: int = Field(sa_type=BigInteger, description="amount in minor units (cents)")
     currency: str = Field(default="EUR", min_length=3, max_length=3)
     purchased_at: datetime = Field(sa_type=UTCDateTime)
     external_ref: str | None = Field(default=None, max_length=100)

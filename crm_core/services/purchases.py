@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.clock import as_utc
 from crm_core.errors import InvalidInput
-from crm_core.models import Purchase
+from crm_core.models import MAX_AMOUNT_MINOR, Purchase
 from crm_core.services._sql import dialect_insert, unit_of_work
 from crm_core.services.customers import resolve_customer
 from crm_core.services.rfm import invalidate_rfm_cache
@@ -43,6 +43,8 @@ async def record_purchase(
     """
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
         raise InvalidInput("The amount must be a whole number of cents.")
+    if abs(amount_minor) > MAX_AMOUNT_MINOR:
+        raise InvalidInput(f"The amount {amount_minor} is too large (at most {MAX_AMOUNT_MINOR}).")
     code = normalize_currency(currency)
     ref = external_ref.strip() if external_ref else None
     if ref is not None and len(ref) > 100:

@@ -267,6 +267,33 @@ async def test_rejected_purchase_rows_name_line_and_reason(
     assert [a for (a,) in amounts] == [100, 123450]
 
 
+async def test_large_amounts_fit_and_absurd_ones_are_rejected_rows(
+    session: AsyncSession, tmp_path: Path
+) -> None:
+    # 30 million EUR and 5 billion VND exceed 32-bit minor units; 1e30 overflows any integer.
+    await load_customers(session, tmp_path)
+    path = write(
+        tmp_path,
+        "customer_id,amount,currency,date,order_id\n"
+        "C1,30000000.00,EUR,2024-01-01,BIG\n"
+        "C1,5000000000,VND,2024-01-01,VND\n"
+        "C1,1e30,EUR,2024-01-01,HUGE\n"
+        "C1,999999999999999.99,EUR,2024-01-01,FAST\n",
+        "big.csv",
+    )
+
+    report = await import_purchases(session=session, source=path)
+
+    assert report.rejected == [
+        (4, "amount “1e30” is too large"),
+        (5, "amount “999999999999999.99” is too large"),
+    ]
+    amounts = (
+        await session.exec(select(Purchase.amount_minor).order_by(Purchase.amount_minor))
+    ).all()  # type: ignore[call-overload]
+    assert [a for (a,) in amounts] == [3_000_000_000, 5_000_000_000]
+
+
 async def test_purchases_of_a_merged_customer_go_to_the_survivor(
     session: AsyncSession, tmp_path: Path
 ) -> None:

@@ -71,6 +71,7 @@ async def test_refund_is_a_negative_amount(session: AsyncSession) -> None:
         (100, "", "three letters"),
         (1.5, "EUR", "whole number"),
         (True, "EUR", "whole number"),
+        (10**30, "EUR", "too large"),
     ],
 )
 async def test_bad_purchase_is_refused_and_nothing_written(
@@ -86,6 +87,14 @@ async def test_bad_purchase_is_refused_and_nothing_written(
             purchased_at=T0,
         )
     assert await _purchase_count(session) == 0
+
+
+async def test_amounts_beyond_32_bits_are_stored(session: AsyncSession) -> None:
+    cid = await _customer(session)
+    p = await record_purchase(
+        session=session, customer_id=cid, amount_minor=5 * 10**12, currency="VND", purchased_at=T0
+    )
+    assert p.amount_minor == 5 * 10**12
 
 
 async def test_unknown_customer(session: AsyncSession) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-23 02:45:13.243628
+Create Date: 2026-11-23 03:13:17.750893
 """
 
 from collections.abc import Sequence
@@ -136,7 +136,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_flow_state_customer_id'), ['customer_id'], unique=False)
 
     op.create_table('purchase',
-    sa.Column('amount_minor', sa.Integer(), nullable=False),
+    sa.Column('amount_minor', sa.BigInteger(), nullable=False),
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('purchased_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('external_ref', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
