@@ -78,6 +78,12 @@ async def on_rating(update: Update, context: DeskContext) -> None:
         with contextlib.suppress(TelegramError):
             await query.answer()
         return
+    if not await _is_own_handoff(context, handoff_id):
+        # Callback data comes from the client: a forged button must not rate another's handoff.
+        log.info("rating of handoff %s refused for customer %s", handoff_id, context.customer_id)
+        with contextlib.suppress(TelegramError):
+            await query.answer()
+        return
     try:
         await rate_handoff(session=context.session, handoff_id=handoff_id, score=score)
     except DomainError as error:
@@ -101,6 +107,13 @@ async def on_rating(update: Update, context: DeskContext) -> None:
         ttl=min(COMMENT_TTL, context.deps.config.flow_ttl),
     )
     await reply(context, "csat_thanks", score=score, handoff_id=handoff_id)
+
+
+async def _is_own_handoff(context: DeskContext, handoff_id: int) -> bool:
+    customer_id = context.customer_id
+    handoff = await context.session.get(Handoff, handoff_id)
+    await context.session.commit()  # read only: do not hold SQLite's write lock
+    return customer_id is not None and handoff is not None and handoff.customer_id == customer_id
 
 
 async def take_comment(update: Update, context: DeskContext, flow: FlowState) -> None:

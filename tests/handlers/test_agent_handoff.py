@@ -418,3 +418,28 @@ async def test_a_full_length_caption_is_relayed_whole_both_ways(
     assert not copied.data.get("caption")  # not twice
     agent_replies = await interactions(harness, InteractionKind.agent_reply)
     assert agent_replies and "END-S" in (agent_replies[-1].text or "")
+
+
+async def test_a_forged_rating_button_cannot_rate_someone_elses_handoff(
+    harness_factory: HarnessFactory,
+) -> None:
+    """Callback data comes from the client; Bob sending Alice's ``sat:<id>:1`` changes nothing."""
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice, bob = harness.customer("Alice"), harness.customer("Bob")
+    card = await open_handoff(harness, alice, sam)
+    await sam.send("/resolve", thread_id=card.thread_id)
+    ask = await alice.expect("How satisfied")
+    forged = ask.button("1")["callback_data"]
+    bob_message = await bob.ask("/help", contains="/complaint")
+
+    query_id = await bob.callback(forged, bob_message)
+    await bob.expect_silence()
+    assert harness.fake.answered_callbacks[query_id]  # the spinner stops
+    assert (await latest_handoff(harness)).csat_score is None
+    await bob.ask("Great service, really", contains="")  # no comment flow was started for Bob
+    assert (await latest_handoff(harness)).csat_comment is None
+
+    await alice.press("5", ask)
+    await alice.expect("rating us 5/5")
+    assert (await latest_handoff(harness)).csat_score == 5
