@@ -346,8 +346,15 @@ def _match_header(cells: Sequence[str], columns: dict[str, tuple[str, ...]], nam
     ignored: list[str] = []
     for position, cell in enumerate(cells):
         fld = alias_to_field.get(_normalise_column_name(cell))
-        if fld is None or fld in index:
+        if fld is None:
             ignored.append(cell.strip() or f"(column {position + 1})")
+        elif fld in index:
+            # Silently taking one of them could import the wrong value (e.g. an old e-mail).
+            first = index[fld]
+            raise ImportFailed(
+                f"{name}: columns {first + 1} “{cells[first].strip()}” and {position + 1} "
+                f"“{cell.strip()}” both give {fld}; keep one of them"
+            )
         else:
             index[fld] = position
     if not index:

@@ -346,6 +346,26 @@ async def test_purchases_file_without_required_columns_is_refused(
         await import_purchases(session=session, source=path)
 
 
+@pytest.mark.parametrize(
+    ("kind", "header", "message"),
+    [
+        ("customers", "email,name,email", "columns 1 “email” and 3 “email” both give email"),
+        ("customers", "E-Mail,mail,name", "columns 1 “E-Mail” and 2 “mail” both give email"),
+        ("purchases", "customer_id,amount,date,time", "“date” and 4 “time” both give purchased"),
+    ],
+)
+async def test_a_field_named_by_two_columns_is_refused(
+    session: AsyncSession, tmp_path: Path, kind: str, header: str, message: str
+) -> None:
+    await load_customers(session, tmp_path)
+    before = await count(session, Customer)
+    path = write(tmp_path, f"{header}\nold@example.com,X,new@example.com,12:00\n", "dup.csv")
+    load = import_customers if kind == "customers" else import_purchases
+    with pytest.raises(ImportFailed, match=message):
+        await load(session=session, source=path)
+    assert (await count(session, Customer), await count(session, Purchase)) == (before, 0)
+
+
 # --------------------------------------------------------------------------------------------
 # Files that are not CSV
 # --------------------------------------------------------------------------------------------
