@@ -255,6 +255,8 @@ def _open_text(source: Source) -> Iterator[IO[str]]:
         try:
             with open(source, "rb") as raw:
                 _check_bytes(raw.read(SNIFF_BYTES), name)
+                raw.seek(0)
+                _check_utf8(raw, name)
             stream: IO[str] = open(source, encoding="utf-8-sig", newline="")  # noqa: SIM115
         except OSError as exc:
             raise ImportFailed(f"cannot read {source}: {exc.strerror or exc}") from None
@@ -277,6 +279,23 @@ def _check_bytes(head: bytes, name: str) -> None:
         raise ImportFailed(f"{name} is UTF-16 text: save it as “CSV UTF-8”")
     if b"\x00" in head:
         raise ImportFailed(f"{name} is a binary file, not CSV text")
+
+
+def _check_utf8(raw: IO[bytes], name: str) -> None:
+    """Refuse a file that is not UTF-8, naming the line of the first bad byte. (The text
+    stream decodes in chunks, so its own error could only say roughly where.)"""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    while chunk := raw.read(1 << 20):
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(name, line + chunk[: exc.start].count(b"\n")) from None
+        line += chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise _not_utf8(name, line) from None
 
 
 def _check_text(head: str, name: str) -> str:

@@ -380,6 +380,12 @@ async def test_a_field_named_by_two_columns_is_refused(
         (b"PK\x03\x04\x14\x00\x06\x00", "Excel workbook"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
         ("email,name\nx@example.com,Zoë\n".encode("latin-1"), "not UTF-8"),
+        (
+            ("email,name\n" + "x@example.com,Zoe\n" * 5000 + "y@example.com,Zoë\n").encode(
+                "latin-1"
+            ),
+            r"not UTF-8 text \(near line 5002\)",
+        ),
         ("email,name\n".encode("utf-16"), "UTF-16"),
         (b'email,name\n"x@example.com,Bob\n', "not valid CSV"),
         (b"colour,size\nred,9\n", "no usable column"),
