@@ -4,16 +4,23 @@ A shared contact is accepted only when it is the sender's own (``contact.user_id
 sender): Telegram vouches for that number, so it is linked as *verified* and a CRM customer
 already holding it (e.g. imported from the shop) is merged into this one. Anybody else's
 contact card is refused politely. ``/email`` records an address (validated, not verified).
+
+An unverified address never merges: typing a shop customer's e-mail must not hand their record
+(phone, purchases, complaints) to whoever knows it — ``/mydata`` would export it. When another
+record holds the address, the customer is asked to share their phone instead (verified).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlmodel import col, select
 from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 
 from crm_core.errors import InvalidEmail, InvalidPhone
+from crm_core.models import Customer
+from crm_core.normalize import normalize_email
 from crm_core.services.customers import link_email, link_phone
 from handlers.basic import menu_button_filter, menu_keyboard
 from handlers.callbacks import MenuAction
@@ -87,6 +94,10 @@ async def email_command(update: Update, context: DeskContext) -> None:
     customer_id = context.customer_id
     assert customer_id is not None
     try:
+        if await email_held_by_another(context, normalize_email(address), customer_id):
+            keyboard = menu_keyboard(context.deps.texts, context.lang)
+            await reply(context, "email_in_use", reply_markup=keyboard)
+            return
         result = await link_email(
             session=context.session, customer_id=customer_id, email=address, verified=False
         )
@@ -100,6 +111,16 @@ async def email_command(update: Update, context: DeskContext) -> None:
         merged=bool(result.merged_customer_ids),
         details={"merged_customer_ids": result.merged_customer_ids},
     )
+
+
+async def email_held_by_another(context: DeskContext, email: str, customer_id: int) -> bool:
+    stmt = (
+        select(Customer.id)
+        .where(Customer.email == email, col(Customer.id) != customer_id)
+        .where(col(Customer.merged_into_id).is_(None))
+        .limit(1)
+    )
+    return (await context.session.exec(stmt)).first() is not None
 
 
 def build_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[Any, Any, Any]]:

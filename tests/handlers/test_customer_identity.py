@@ -8,7 +8,7 @@ from sqlmodel import select
 from crm_core.clock import utcnow
 from crm_core.models import Channel, ChannelIdentity, Purchase
 from crm_core.models import Customer as CustomerRow
-from crm_core.services.customers import identify_customer, link_phone
+from crm_core.services.customers import identify_customer, link_email, link_phone
 from crm_core.services.purchases import record_purchase
 from handlers.customer_identity import contact_phone, mask_phone
 from tests.handlers.conftest import BOTH_DATABASES, Customer, Harness
@@ -115,6 +115,33 @@ async def test_email_of_another_live_customer_is_refused(harness: Harness) -> No
     await bob.ask("/email shared@example.com", contains="already belongs")
 
     assert (await _customer_of(harness, bob)).email is None
+
+
+async def test_typing_someone_elses_email_does_not_take_over_their_imported_record(
+    harness: Harness,
+) -> None:
+    """/email is not verified: knowing a shop customer's address must not merge their record
+    (phone, purchases) into the sender's account, nor let /mydata export it."""
+    async with harness.session_factory() as session:
+        imported = await identify_customer(
+            session=session, channel=Channel.import_, external_id="shop-7", name="Vera Victim"
+        )
+        assert imported.id is not None
+        await link_email(session=session, customer_id=imported.id, email="vera@example.com")
+        await link_phone(
+            session=session, customer_id=imported.id, phone="+49 151 12345678", verified=False
+        )
+    mallory = harness.customer("Mallory")
+
+    refused = await mallory.ask("/email Vera@Example.com", contains="already belongs")
+
+    assert "share" in refused.text.lower()  # the safe way to link: the verified phone
+    me = await _customer_of(harness, mallory)
+    assert me.email is None and me.phone is None
+    async with harness.session_factory() as session:
+        vera = await session.get(CustomerRow, imported.id)
+        assert vera is not None and vera.merged_into_id is None
+        assert vera.email == "vera@example.com"
 
 
 async def test_share_phone_label_typed_as_text_explains_the_button(harness: Harness) -> None:

@@ -91,7 +91,7 @@ CUSTOMER_TEMPLATES: dict[str, dict[str, object]] = {
     "complaint_filed": {"reference": HOSTILE, "sla": HOSTILE, "due": HOSTILE},
     "contact_not_own": {}, "contact_invalid": {"message": HOSTILE},
     "contact_linked": {"phone": HOSTILE, "merged": True}, "contact_prompt": {},
-    "email_usage": {}, "email_invalid": {"message": HOSTILE},
+    "email_usage": {}, "email_invalid": {"message": HOSTILE}, "email_in_use": {},
     "email_linked": {"email": HOSTILE, "merged": True},
     "handoff_opened": {}, "handoff_already_open": {},
     "mycomplaints_none": {}, "mycomplaints_list": {"complaints": [ROW], "more": 3},
