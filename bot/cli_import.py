@@ -107,6 +107,10 @@ def _run_import(args: argparse.Namespace, kind: str) -> int:
     progress = bool(args.progress or sys.stderr.isatty())
 
     async def action(url: str) -> int:
+        if args.report:
+            # Before importing: failing to write it afterwards would report an error (exit 1,
+            # "nothing imported") for an import that was committed.
+            _write_rejected(ImportReport(kind=kind), args.report)
         await migrate.ensure_database_current(url)
         engine = create_engine(url)
         try:

@@ -196,6 +196,20 @@ def test_import_customers_then_purchases(
     )
 
 
+def test_import_with_an_unwritable_report_imports_nothing(
+    empty_url: str, in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "db", "upgrade")
+    (in_tmp / "c.csv").write_text("email\nok@example.com\nbroken\n")
+
+    code, out, err = run(capsys, "import", "customers", "c.csv", "--report", "no/such/dir.csv")
+
+    assert (code, out) == (1, "")
+    assert err.startswith("error: cannot write the report no/such/dir.csv")
+    code, out, _ = run(capsys, "import", "customers", "c.csv", "--dry-run")
+    assert "1 created" in out  # the first run wrote nothing
+
+
 def test_import_strict_imports_nothing_and_exits_1(
     empty_url: str, in_tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
