@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlmodel import select
 from telegram import Message, Update
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import ApplicationHandlerStop, BaseHandler, MessageHandler, filters
@@ -32,6 +33,7 @@ from crm_core.models import (
     GroupMessageLink,
     Handoff,
     HandoffStatus,
+    Interaction,
     InteractionKind,
 )
 from crm_core.services.flows import get_flow
@@ -200,6 +202,11 @@ async def relay_agent_message(
     lang = customer.language or context.deps.config.default_language
     details = {"agent_id": agent.id, "agent_name": name, "group_message_id": message.message_id}
     key = current_scope().next_outbound_key()
+    if key is not None and await already_relayed(context, key):
+        # Telegram delivered this update again (offset not confirmed before a restart): the
+        # customer has it already.
+        log.info("agent message %s already relayed; not sending again", key)
+        return
     try:
         if message.text:
             text = message.text
@@ -251,6 +258,13 @@ async def relay_agent_message(
         from handlers.agent_group import show_claimed  # the card shows who took it
 
         await show_claimed(context, updated, agent, tell_customer=False)
+
+
+async def already_relayed(context: DeskContext, key: str) -> bool:
+    stmt = select(Interaction.id).where(Interaction.idempotency_key == key).limit(1)
+    found = (await context.session.exec(stmt)).first() is not None
+    await context.session.commit()  # read only: do not hold SQLite's write lock
+    return found
 
 
 async def customer_unreachable(context: DeskContext, handoff: Handoff, customer: Customer) -> None:

@@ -443,3 +443,22 @@ async def test_a_forged_rating_button_cannot_rate_someone_elses_handoff(
     await alice.press("5", ask)
     await alice.expect("rating us 5/5")
     assert (await latest_handoff(harness)).csat_score == 5
+
+
+async def test_a_redelivered_agent_reply_reaches_the_customer_once(
+    harness_factory: HarnessFactory,
+) -> None:
+    """Telegram repeats an update after a crash before the offset was confirmed: the agent's
+    reply must not reach the customer twice."""
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await sam.send("Your refund is on its way", thread_id=card.thread_id)
+    await alice.expect("Your refund is on its way")
+    await drain(harness, alice)
+
+    harness.fake.redeliver(harness.fake.delivered_update_ids[-1])
+
+    await alice.expect_silence()
+    assert len(await interactions(harness, InteractionKind.agent_reply)) == 1
