@@ -214,10 +214,11 @@ async def on_group_message(update: Update, context: DeskContext) -> None:
     agent = await acting_agent(update, context)
     if agent is None:
         return
-    text = message.text or ""
+    # A photo captioned "!..." is a note too: it must not reach the customer.
+    text = message.text or message.caption or ""
     if text.startswith(relay.NOTE_PREFIX):
         note = text[len(relay.NOTE_PREFIX) :].strip()
-        if note:
+        if note or message.text is None:
             await relay.log_note(update, context, agent, handoff, note)
         return
     await relay.relay_agent_message(update, context, agent, handoff)

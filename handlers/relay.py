@@ -285,6 +285,16 @@ async def log_note(
     """An internal note: stays in the group, goes on the customer's timeline as internal."""
     message = update.effective_message
     assert message is not None
+    details: dict[str, Any] = {
+        "agent_id": agent.id,
+        "agent_name": agent.display_name,
+        "chat_id": message.chat_id,
+        "message_id": message.message_id,
+    }
+    if message.photo:
+        details["file_ids"] = [message.photo[-1].file_id]
+    elif message.document is not None:
+        details["file_ids"] = [message.document.file_id]
     await log_interaction(
         session=context.session,
         customer_id=handoff.customer_id,
@@ -292,12 +302,7 @@ async def log_note(
         direction=Direction.internal,
         kind=InteractionKind.note,
         text=text,
-        details={
-            "agent_id": agent.id,
-            "agent_name": agent.display_name,
-            "chat_id": message.chat_id,
-            "message_id": message.message_id,
-        },
+        details=details,
         idempotency_key=f"tg:{update.update_id}:note",
         handoff_id=handoff.id,
         complaint_id=handoff.complaint_id,

@@ -462,3 +462,27 @@ async def test_a_redelivered_agent_reply_reaches_the_customer_once(
 
     await alice.expect_silence()
     assert len(await interactions(harness, InteractionKind.agent_reply)) == 1
+
+
+async def test_a_photo_captioned_as_a_note_stays_in_the_group(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await drain(harness, alice)
+
+    harness.fake.push_message(
+        sam.user,
+        None,
+        chat=group,
+        thread_id=card.thread_id,
+        extra=agent_photo("! internal: the warehouse screenshot"),
+    )
+    await alice.expect_silence()
+
+    (note,) = await interactions(harness, InteractionKind.note)
+    assert note.text == "internal: the warehouse screenshot"
+    assert note.details.get("file_ids") == ["agentphoto1"]
+    assert not await interactions(harness, InteractionKind.agent_reply)
