@@ -22,8 +22,13 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
     if not text:
         raise InvalidPhone(f"The phone number is empty. {_PHONE_HINT}")
     region = default_region.upper() if default_region else None
+    digits = text
+    if region is None and text.startswith("00"):
+        # "00" is the international prefix almost everywhere (no national number starts with
+        # it); with a region, phonenumbers already reads that region's own prefix.
+        digits = "+" + text[2:]
     try:
-        number = phonenumbers.parse(text, region)
+        number = phonenumbers.parse(digits, region)
     except phonenumbers.NumberParseException:
         if region is None and not text.startswith("+") and any(c.isdigit() for c in text):
             raise InvalidPhone(f"“{_short(text)}” has no country code. {_PHONE_HINT}") from None

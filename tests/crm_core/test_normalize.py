@@ -12,6 +12,8 @@ from crm_core.normalize import normalize_email, normalize_phone
         ("0151 12345678", "DE", "+4915112345678"),
         ("0151 12345678", "de", "+4915112345678"),
         ("+1 (202) 555-0123", None, "+12025550123"),
+        ("0049 151 12345678", None, "+4915112345678"),
+        ("0044 7911 123456", None, "+447911123456"),
     ],
 )
 def test_phone_to_e164(raw: str, region: str | None, expected: str) -> None:
