@@ -20,6 +20,7 @@ from crm_core.errors import DomainError
 from crm_core.models import Channel, Customer, FlowState, Handoff
 from crm_core.services.flows import clear_flow, get_flow, save_flow
 from crm_core.services.handoffs import rate_handoff
+from handlers.basic import menu_action_for_text
 from handlers.callbacks import CallbackDataError, Prefix, build, parse, pattern
 from handlers.deps import DeskContext
 from handlers.messaging import deliver, reply
@@ -125,6 +126,8 @@ async def take_comment(update: Update, context: DeskContext, flow: FlowState) ->
     await clear_flow(session=context.session, channel=Channel.telegram, chat_key=str(chat.id))
     if not message.text or message.text.startswith("/"):
         return
+    if menu_action_for_text(context.deps.texts, message.text) is not None:
+        return  # a menu button: the customer carries on, as the thanks message offers
     handoff_id, score = int(flow.data["handoff_id"]), int(flow.data["score"])
     await rate_handoff(
         session=context.session, handoff_id=handoff_id, score=score, comment=message.text

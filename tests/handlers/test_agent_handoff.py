@@ -486,3 +486,22 @@ async def test_a_photo_captioned_as_a_note_stays_in_the_group(
     assert note.text == "internal: the warehouse screenshot"
     assert note.details.get("file_ids") == ["agentphoto1"]
     assert not await interactions(harness, InteractionKind.agent_reply)
+
+
+async def test_a_menu_button_after_the_rating_is_not_taken_as_the_comment(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await sam.send("/resolve", thread_id=card.thread_id)
+    await alice.press("5", await alice.expect("How satisfied"))
+    thanks = await alice.expect("rating us 5/5")
+    assert "menu" in thanks.text  # says how to skip the comment
+
+    await alice.ask("📋 My complaints", contains="no complaints")
+
+    handoff = await latest_handoff(harness)
+    assert (handoff.csat_score, handoff.csat_comment) == (5, None)
+    assert not any("passed your comment" in m.text for m in alice.replies)
