@@ -115,9 +115,12 @@ async def forget_customer(
         await session.exec(
             update(Customer).where(col(Customer.id) == cid).values(anonymized_at=now)
         )
-        await session.exec(delete(ChannelIdentity).where(col(ChannelIdentity.customer_id) == cid))
-        await session.exec(delete(FlowState).where(col(FlowState.customer_id) == cid))
-        await _wipe_content(session, cid, now)
+        # Rows still keyed by a tombstone's id count as theirs too (e.g. a flow a handler saved
+        # under the id it held while the merge happened).
+        ids = list((await session.exec(select(Customer.id).where(person))).all())
+        await session.exec(delete(ChannelIdentity).where(col(ChannelIdentity.customer_id).in_(ids)))
+        await session.exec(delete(FlowState).where(col(FlowState.customer_id).in_(ids)))
+        await _wipe_content(session, ids, now)
         await session.flush()
         session.add(
             Interaction(
@@ -131,14 +134,14 @@ async def forget_customer(
         )
 
 
-async def _wipe_content(session: AsyncSession, cid: int, now: datetime) -> None:
-    complaint_ids = select(Complaint.id).where(col(Complaint.customer_id) == cid)
-    handoff_ids = select(Handoff.id).where(col(Handoff.customer_id) == cid)
+async def _wipe_content(session: AsyncSession, ids: list[int | None], now: datetime) -> None:
+    complaint_ids = select(Complaint.id).where(col(Complaint.customer_id).in_(ids))
+    handoff_ids = select(Handoff.id).where(col(Handoff.customer_id).in_(ids))
     # Also agent-side entries about their complaints and handoffs (which may carry no customer).
     await session.exec(
         update(Interaction)
         .where(
-            (col(Interaction.customer_id) == cid)
+            (col(Interaction.customer_id).in_(ids))
             | col(Interaction.complaint_id).in_(complaint_ids)
             | col(Interaction.handoff_id).in_(handoff_ids)
         )
@@ -146,7 +149,7 @@ async def _wipe_content(session: AsyncSession, cid: int, now: datetime) -> None:
     )
     await session.exec(
         update(Complaint)
-        .where(col(Complaint.customer_id) == cid)
+        .where(col(Complaint.customer_id).in_(ids))
         .values(description=ERASED_DESCRIPTION, attachments=[], resolution_note=None)
     )
     await session.exec(
@@ -156,14 +159,14 @@ async def _wipe_content(session: AsyncSession, cid: int, now: datetime) -> None:
     )
     await session.exec(
         update(Handoff)
-        .where(col(Handoff.customer_id) == cid, col(Handoff.status) != HandoffStatus.closed)
+        .where(col(Handoff.customer_id).in_(ids), col(Handoff.status) != HandoffStatus.closed)
         .values(status=HandoffStatus.closed, closed_at=now, next_reminder_at=None)
     )
     await session.exec(
         update(Handoff)
-        .where(col(Handoff.customer_id) == cid)
+        .where(col(Handoff.customer_id).in_(ids))
         .values(reason=None, summary=None, csat_comment=None)
     )
     await session.exec(
-        update(Purchase).where(col(Purchase.customer_id) == cid).values(external_ref=None)
+        update(Purchase).where(col(Purchase.customer_id).in_(ids)).values(external_ref=None)
     )

@@ -2,7 +2,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
-from sqlmodel import select
+from sqlalchemy import select as sa_select
+from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.models import (
@@ -212,3 +213,32 @@ async def _count(session: AsyncSession, model: type) -> int:
     n = (await session.exec(select(func.count()).select_from(model))).one()
     await session.commit()
     return int(n)
+
+
+async def test_forget_leaves_the_person_in_no_table_at_all(session: AsyncSession) -> None:
+    cid = await _rich_customer(session)
+    [tombstone] = await session.exec(select(Customer.id).where(Customer.merged_into_id == cid))
+    await session.commit()
+    # A flow saved under the absorbed id (a handler still held it when the merge happened).
+    await save_flow(
+        session=session,
+        channel="web",
+        chat_key="w-1",
+        customer_id=tombstone,
+        flow="complaint",
+        step="describe",
+        data={"text": "Eva again, Hauptstr. 1"},
+        ttl=timedelta(hours=1),
+        now=T0,
+    )
+
+    await forget_customer(session=session, customer_id=cid)
+
+    rows = []
+    for table in SQLModel.metadata.sorted_tables:
+        result = await session.exec(sa_select(table))  # type: ignore[call-overload]
+        rows += [dict(row._mapping) for row in result]
+    await session.commit()
+    everything = json.dumps(rows, default=str)
+    for secret in ("Hauptstr", "Eva", "eva", "4242", "w-1", "+49151", "vip", "order-1", "file-id"):
+        assert secret not in everything, secret
