@@ -284,15 +284,19 @@ async def on_status_command(update: Update, context: DeskContext) -> None:
     agent = await acting_agent(update, context)
     if agent is None:
         return
-    args = list(context.args or [])
+    message = update.effective_message
+    assert message is not None
+    # Split the words off the text as typed, so the note keeps its line breaks.
+    args = command_rest(message).split(maxsplit=2)
     if args and _is_status(args[0]):  # in a complaint's topic/thread the reference is implied
         here = await complaint_here(context, update)
         if here is not None:
-            args.insert(0, here.reference)
+            args = [here.reference, *command_rest(message).split(maxsplit=1)]
     if len(args) < 2:
         await reply(context, "agent_status_usage")
         return
-    reference, status, note = args[0], args[1], " ".join(args[2:]) or None
+    reference, status = args[0], args[1]
+    note = args[2].strip() if len(args) > 2 and args[2].strip() else None
     await change_status(update, context, agent, reference, status, note)
 
 

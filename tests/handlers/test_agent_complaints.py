@@ -10,7 +10,7 @@ from telegram import Update
 from telegram.ext import CommandHandler
 
 from crm_core.clock import utcnow
-from crm_core.models import Complaint, ComplaintStatus, Purchase
+from crm_core.models import Complaint, ComplaintEvent, ComplaintStatus, Purchase
 from crm_core.models import Customer as CustomerRow
 from crm_core.services.complaints import file_complaint
 from handlers.announce import announce_complaint
@@ -164,3 +164,23 @@ async def test_queue_lists_waiting_oldest_first_and_marks_valuable_customers(
     assert ["Alice" in waiting[0], "Bob" in waiting[1]] == [True, True]
     assert waiting[1].startswith("💎") and not waiting[0].startswith("💎")
     assert any("C-" in line and "Bob" in line and "unassigned" in line for line in lines)
+
+
+async def test_a_status_note_keeps_its_line_breaks(harness_factory: HarnessFactory) -> None:
+    harness = await start(harness_factory)
+    sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
+    alice = harness.customer("Alice")
+    await alice.send("/filetest The parcel arrived empty")
+    card = await sam.expect("Complaint C-")
+    reference = (await complaint_row(harness)).reference
+
+    await sam.send(f"/status {reference} resolved Refund sent.\nIt arrives in 3 days.")
+    told = await alice.expect("has been resolved")
+    assert "Refund sent.\nIt arrives in 3 days." in told.text
+    again = "/status in_progress Looking again:\nthe courier called"
+    await sam.send(again, thread_id=card.thread_id)
+    told = await alice.expect("working on your complaint")
+    assert "Looking again:\nthe courier called" in told.text
+    async with harness.session_factory() as session:
+        events = (await session.exec(select(ComplaintEvent))).all()
+    assert "Refund sent.\nIt arrives in 3 days." in [e.note for e in events]
