@@ -109,7 +109,30 @@ def _display_url(url: str) -> str:
         return "<unparsable URL>"
 
 
+# The asyncio drivers deskbot ships with, by backend.
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+def _check_driver(url: str) -> None:
+    """Name the fix for a URL without our asyncio driver (the library's own error talks of
+    'pysqlite is not async' or a missing psycopg module)."""
+    parsed = _parse_url(url)
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in ASYNC_DRIVERS:
+        raise DatabaseUnavailable(
+            f"invalid database URL {_display_url(url)}: deskbot stores its data in SQLite "
+            "(sqlite+aiosqlite:///./deskbot.db) or PostgreSQL (postgresql+asyncpg://...)"
+        )
+    if driver != ASYNC_DRIVERS[backend]:
+        fixed = parsed.set(drivername=f"{backend}+{ASYNC_DRIVERS[backend]}")
+        raise DatabaseUnavailable(
+            f"invalid database URL {_display_url(url)}: write it with the asyncio driver, "
+            f"{fixed.render_as_string(hide_password=True)}"
+        )
+
+
 def _engine_for(url: str) -> AsyncEngine:
+    _check_driver(url)
     try:
         if _is_sqlite(url):
             return create_engine(url)
@@ -197,6 +220,7 @@ async def upgrade_database(url: str, revision: str = "head") -> None:
 
 async def current_revision(url: str) -> str | None:
     """The revision the database is at; ``None`` when it was never migrated (or does not exist)."""
+    _check_driver(url)
     sqlite_file = _sqlite_file(url)
     if sqlite_file is not None and not sqlite_file.exists():
         return None  # do not create an empty file just to look at it
@@ -209,7 +233,7 @@ async def check_schema_matches(url: str) -> list[Any]:
     Empty when models and database agree; run it after :func:`upgrade_database` to check that
     the migrations produce exactly the models' schema.
     """
-
+    _check_driver(url)
     sqlite_file = _sqlite_file(url)
     if sqlite_file is not None and not sqlite_file.exists():
         raise DatabaseUnavailable(f"there is no SQLite database at {sqlite_file}")

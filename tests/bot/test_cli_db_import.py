@@ -116,15 +116,29 @@ def test_unreachable_database_is_one_line_and_exit_1(
     [
         ("not a url", 1, "error: invalid database URL “not a url”: expected e.g."),
         ("mysql+nodriver://h/db", 1, "error: invalid database URL mysql+nodriver://h/db:"),
+        (
+            "sqlite:///./x.db",
+            1,
+            "error: invalid database URL sqlite:///./x.db: write it with the asyncio driver, "
+            "sqlite+aiosqlite:///./x.db\n",
+        ),
+        (
+            "postgresql://u:secret@h/db",
+            1,
+            "error: invalid database URL postgresql://u:***@h/db: write it with the asyncio "
+            "driver, postgresql+asyncpg://u:***@h/db\n",
+        ),
+        ("mysql+aiomysql://h/db", 1, "error: invalid database URL mysql+aiomysql://h/db: deskbot"),
         ("sqlite+aiosqlite://", 2, "error: an in-memory SQLite database vanishes"),
     ],
 )
 def test_unusable_database_url(
     in_tmp: Path, capsys: pytest.CaptureFixture[str], url: str, code: int, message: str
 ) -> None:
-    result, out, err = run(capsys, "db", "upgrade", "--database-url", url)
-    assert (result, out) == (code, "")
-    assert err.startswith(message)
+    for command in ("upgrade", "current", "check"):
+        result, out, err = run(capsys, "db", command, "--database-url", url)
+        assert (result, out) == (code, "")
+        assert err.startswith(message)
 
 
 def test_bad_settings_exit_2(
