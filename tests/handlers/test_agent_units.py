@@ -117,3 +117,23 @@ def test_parse_days() -> None:
     assert parse_days(["99999"]) == "99999"
     assert parse_days(["²"]) == "²"  # a digit to str.isdigit, not to int(): no traceback
     assert parse_days(["١٢"]) == 12  # Arabic-Indic digits are a number
+
+
+def test_escalation_and_status_notice_keep_their_lines_apart() -> None:
+    """trim_blocks eats the newline after a block tag: these once read "…5 min.Reason: …"."""
+    texts = Texts()
+    escalation = texts.render(
+        "supervisor_escalation", "en", reference="H-1", name="Al", waited="5 min",
+        reason="refund", link="https://t.me/c/1/2",
+    )  # fmt: skip
+    assert escalation.splitlines()[1:] == [
+        "Reason: refund",
+        '<a href="https://t.me/c/1/2">Open it in the agents\' group</a>',
+    ]
+    notice = texts.render(
+        "agent_complaint_status_customer", "en", reference="C-1", status="resolved", note="ok"
+    )
+    assert notice.splitlines() == [
+        "Your complaint C-1 has been resolved.",
+        "Note from our team: ok",
+    ]
