@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -136,4 +138,21 @@ def test_escalation_and_status_notice_keep_their_lines_apart() -> None:
     assert notice.splitlines() == [
         "Your complaint C-1 has been resolved.",
         "Note from our team: ok",
+    ]
+
+
+@pytest.mark.parametrize("verified", [True, False])
+def test_customer_card_shows_phone_email_and_since_on_their_own_lines(verified: bool) -> None:
+    customer = SimpleNamespace(
+        name="Al", username="al", id=1, phone="+4915112345678", verified=verified,
+        email="al@example.com", since="01 Jan 2026", tier=None, segment=None,
+        lifetime_value=None, purchases=0, last_purchase=None, open_complaints=[],
+        recent_complaints=[],
+    )  # fmt: skip
+    lines = Texts().render("card_customer", "en", c=customer).splitlines()
+    mark = " (verified)" if verified else ""
+    assert lines[1:4] == [
+        f"📞 +4915112345678{mark}",
+        f"✉️ al@example.com{mark}",
+        "Customer since 01 Jan 2026",
     ]
