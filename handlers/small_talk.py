@@ -46,7 +46,7 @@ PHRASES: dict[SmallTalk, tuple[str, ...]] = {
     ),
     SmallTalk.ACK: (
         "ok", "okay", "k", "kk", "okey", "alright", "all right", "got it", "i see", "understood",
-        "great", "cool", "perfect", "nice", "fine", "good", "awesome", "sure", "yes", "done",
+        "great", "cool", "perfect", "nice", "fine", "good", "awesome", "done",
         "that helps", "that helped", "that works", "хорошо", "понятно", "ок",
     ),
 }  # fmt: skip

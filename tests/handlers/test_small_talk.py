@@ -43,6 +43,7 @@ def test_small_talk_is_recognised(text: str, kind: SmallTalk) -> None:
         "", "   ", "hello, my parcel is lost", "thanks, but where is my refund?",
         "hi, I need help", "where is my order", "hey 😡", "📦", "<b>hi</b>", "no",
         "hi " * 40, "you", "so", "again",
+        "yes", "sure",  # an answer to "talk to a person?": the offer must come again
     ],
 )  # fmt: skip
 def test_anything_more_than_small_talk_is_a_question(text: str) -> None:
