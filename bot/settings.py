@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from crm_core.db import DEFAULT_DATABASE_URL
+from crm_core.sla import MAX_SLA_HOURS
 
 DEFAULT_SLA_HOURS: dict[str, float] = {"low": 72, "medium": 24, "high": 8, "critical": 2}
 
@@ -128,8 +129,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown severities {unknown}; use {sorted(DEFAULT_SLA_HOURS)} as keys"
             )
-        if any(hours <= 0 for hours in value.values()):
-            raise ValueError("hours must be positive")
+        if not all(0 < hours <= MAX_SLA_HOURS for hours in value.values()):  # also NaN
+            raise ValueError(f"hours must be positive and at most {MAX_SLA_HOURS}")
         # Severities not mentioned keep their default, so a partial mapping is fine.
         return {**DEFAULT_SLA_HOURS, **value}
 

@@ -25,6 +25,9 @@ from crm_core.models import ComplaintCategory, Severity
 DEFAULT_HOURS: Mapping[Severity, float] = MappingProxyType(
     {Severity.critical: 4, Severity.high: 24, Severity.medium: 48, Severity.low: 72}
 )
+# Ten years. Beyond some bound a due date overflows datetime (filing would crash), and JSON
+# settings may even say Infinity or NaN.
+MAX_SLA_HOURS = 87_600
 CATEGORIES_KEY = "categories"
 _E = TypeVar("_E", Severity, ComplaintCategory)
 
@@ -81,9 +84,10 @@ def _parse_hours(data: Mapping[str, Any], *, where: str) -> dict[Severity, float
     for key, value in data.items():
         severity = _enum_key(Severity, key, "severity", where=where)
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not is_number or value <= 0:
+        if not is_number or not 0 < value <= MAX_SLA_HOURS:  # also refuses NaN
             raise SlaConfigError(
-                f"{where}: hours for '{key}' must be a positive number, got {value!r}."
+                f"{where}: hours for '{key}' must be a positive number (at most "
+                f"{MAX_SLA_HOURS}), got {value!r}."
             )
         hours[severity] = float(value)
     return hours
