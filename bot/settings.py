@@ -14,6 +14,9 @@ from crm_core.db import DEFAULT_DATABASE_URL
 from crm_core.sla import MAX_SLA_HOURS
 
 DEFAULT_SLA_HOURS: dict[str, float] = {"low": 72, "medium": 24, "high": 8, "critical": 2}
+# Upper bounds for durations: far larger ones overflow the dates computed from them.
+MINUTES_PER_YEAR = 525_600
+SECONDS_PER_DAY = 86_400
 
 
 class Settings(BaseSettings):
@@ -64,7 +67,10 @@ class Settings(BaseSettings):
     # --- Behaviour --------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="Python logging level.")
     flow_ttl_minutes: int = Field(
-        default=30, gt=0, description="Minutes after which an unfinished complaint flow expires."
+        default=30,
+        gt=0,
+        le=MINUTES_PER_YEAR,
+        description="Minutes after which an unfinished complaint flow expires.",
     )
     sla_hours: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_SLA_HOURS),
@@ -74,20 +80,32 @@ class Settings(BaseSettings):
         ),
     )
     handoff_reminder_minutes: int = Field(
-        default=10, gt=0, description="Minutes before agents are reminded of an unclaimed handoff."
+        default=10,
+        gt=0,
+        le=MINUTES_PER_YEAR,
+        description="Minutes before agents are reminded of an unclaimed handoff.",
     )
     handoff_escalation_minutes: int = Field(
-        default=30, gt=0, description="Minutes before supervisors hear of an unclaimed handoff."
+        default=30,
+        gt=0,
+        le=MINUTES_PER_YEAR,
+        description="Minutes before supervisors hear of an unclaimed handoff.",
     )
     agent_signature: Literal["first_name", "none"] = Field(
         default="first_name",
         description="How agent replies are signed to customers: `first_name` or `none`.",
     )
     membership_cache_seconds: int = Field(
-        default=60, ge=0, description="Seconds an agents'-group membership check is cached."
+        default=60,
+        ge=0,
+        le=SECONDS_PER_DAY,
+        description="Seconds an agents'-group membership check is cached.",
     )
     sweep_interval_seconds: int = Field(
-        default=60, gt=0, description="Seconds between sweeps for expired flows, reminders, SLAs."
+        default=60,
+        gt=0,
+        le=SECONDS_PER_DAY,
+        description="Seconds between sweeps for expired flows, reminders, SLAs.",
     )
     default_phone_region: str | None = Field(
         default=None,

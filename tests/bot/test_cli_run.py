@@ -10,8 +10,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
 from bot.cli import main
+from bot.settings import Settings, describe_validation_error
 from tests.bot.running import start_deskbot
 from tests.fakes.bot_api import FakeBotAPI, FakeUser
 
@@ -58,6 +60,25 @@ def test_malformed_setting_exits_2_naming_it(
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 2  # the heading and one line for the one problem
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DESKBOT_FLOW_TTL_MINUTES",
+        "DESKBOT_HANDOFF_REMINDER_MINUTES",
+        "DESKBOT_HANDOFF_ESCALATION_MINUTES",
+        "DESKBOT_MEMBERSHIP_CACHE_SECONDS",
+        "DESKBOT_SWEEP_INTERVAL_SECONDS",
+    ],
+)
+def test_durations_that_would_overflow_dates_are_refused(
+    clean_env: pytest.MonkeyPatch, name: str
+) -> None:
+    clean_env.setenv(name, "10000000000")  # now + that many minutes is past the year 9999
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert describe_validation_error(info.value).splitlines()[1].startswith(f"  {name}: ")
 
 
 def test_webhook_mode_needs_its_url(
