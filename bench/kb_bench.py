@@ -202,7 +202,9 @@ def banking(datasets: Path, shots: int | None) -> dict[str, object]:
 def clinc(datasets: Path) -> dict[str, object]:
     data = json.loads((datasets / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
     train = [(t, i) for t, i in data["train"]]
-    val = [(t, i) for t, i in data["val"]] + [(t, None) for t, _ in data["oos_val"]]
+    # out-of-scope questions for tuning: the training and validation ones (100 + 100)
+    oos_tuning = data["oos_train"] + data["oos_val"]
+    val = [(t, i) for t, i in data["val"]] + [(t, None) for t, _ in oos_tuning]
     test = [(t, i) for t, i in data["test"]] + [(t, None) for t, _ in data["oos_test"]]
     return run_case("clinc150", train, val, test)
 
