@@ -112,7 +112,7 @@ def _upgrade(args: argparse.Namespace) -> int:
         await migrate.upgrade_database(url, args.revision)
         after = await migrate.current_revision(url)
         if before == after:
-            print(f"database already at {after}; nothing to do")
+            print(f"database already at {after or '(empty)'}; nothing to do")
         else:
             print(f"database upgraded: {before or '(empty)'} -> {after}")
         return EXIT_OK
@@ -128,6 +128,12 @@ def _current(args: argparse.Namespace) -> int:
             print(f"(none): no migrations applied; this code needs {head}")
         elif revision == head:
             print(f"{revision} (head)")
+        elif not migrate.is_known_revision(revision):
+            print(
+                f"{revision} (unknown to this deskbot, which needs {head}; "
+                "was it upgraded by a newer deskbot?)"
+            )
+            return EXIT_FAILURE
         else:
             print(f"{revision} (this code needs {head}; run `deskbot db upgrade`)")
         return EXIT_OK

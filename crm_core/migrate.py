@@ -211,6 +211,9 @@ async def upgrade_database(url: str, revision: str = "head") -> None:
 
     def work(conn: Connection) -> None:
         _refuse_unversioned(conn)
+        current = _current_revision(conn)
+        if current is not None and not _is_known_revision(current):
+            raise _unknown_revision(current, head_revision())
         config = alembic_config(url)
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
@@ -358,6 +361,11 @@ def _refuse_unversioned(conn: Connection) -> None:
             "migrations existed). If `deskbot db check` reports no differences, adopt it with "
             "`deskbot db stamp`; otherwise move the data to a fresh database."
         )
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether this code has the migration ``revision`` (else a newer deskbot wrote it)."""
+    return _is_known_revision(revision)
 
 
 def _is_known_revision(revision: str) -> bool:

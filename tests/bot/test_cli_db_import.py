@@ -75,6 +75,20 @@ def test_db_upgrade_current_check(empty_url: str, capsys: pytest.CaptureFixture[
     assert run(capsys, "db", "check")[:2] == (0, "schema matches the models\n")
 
 
+def test_db_from_a_newer_deskbot_is_named_as_such(
+    empty_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "db", "upgrade")
+    execute_sql(empty_url, "UPDATE alembic_version SET version_num = '0099_future'")
+    newer = "was it upgraded by a newer deskbot?"
+
+    code, out, _ = run(capsys, "db", "current")
+    assert code == 1 and newer in out and "run `deskbot db upgrade`" not in out
+    code, out, err = run(capsys, "db", "upgrade")
+    assert (code, out) == (1, "")
+    assert newer in err and err.count("\n") == 1
+
+
 def test_db_check_exits_1_when_schema_differs(
     empty_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
