@@ -226,6 +226,9 @@ async def on_feedback(update: Update, context: DeskContext) -> None:
 
 async def on_menu(update: Update, context: DeskContext) -> None:
     """``m:<action>``: the inline twins of the menu (e.g. under "no answer")."""
+    if context.customer_id is None:  # forged onto a group message: nobody's request
+        await answer_query(update)
+        return
     try:
         action = MenuAction(
             parse(update.callback_query.data if update.callback_query else None).arg(0)

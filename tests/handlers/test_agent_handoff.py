@@ -505,3 +505,24 @@ async def test_a_menu_button_after_the_rating_is_not_taken_as_the_comment(
     handoff = await latest_handoff(harness)
     assert (handoff.csat_score, handoff.csat_comment) == (5, None)
     assert not any("passed your comment" in m.text for m in alice.replies)
+
+
+@pytest.mark.parametrize("data", ["m:human", "m:mycomplaints", "m:complaint", "m:share_phone"])
+async def test_a_forged_customer_menu_button_in_the_group_does_nothing(
+    harness_factory: HarnessFactory, caplog: pytest.LogCaptureFixture, data: str
+) -> None:
+    """Callback data comes from the client: a customer's menu button pressed on a group message
+    is nobody's request (no handoff for "the group", no apology, no error logged)."""
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await drain(harness, sam)
+    before = len(harness.fake.sent_to(GROUP_ID))
+
+    query_id = harness.fake.push_callback(sam.user, data, card)
+    await harness.settle()
+
+    assert query_id in harness.fake.answered_callbacks  # the spinner stops
+    assert len(harness.fake.sent_to(GROUP_ID)) == before  # nothing said in the group
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
