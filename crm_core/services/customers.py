@@ -324,6 +324,11 @@ async def _merge_no_commit(
     await session.flush()
     _fill_survivor(survivor, absorbed, taken)
     details: dict[str, Any] = {"event": "merged", "absorbed_customer_id": absorbed.id}
+    # Unique contact data the survivor already had its own of would otherwise vanish with the
+    # tombstone's columns: keep it on the timeline (forgetting the person wipes it too).
+    displaced = {k: v for k, v in taken.items() if v is not None and getattr(survivor, k) != v}
+    if displaced:
+        details["absorbed_contact"] = displaced
     if closed_handoff is not None:
         details["closed_handoff_id"] = closed_handoff
     session.add(

@@ -258,6 +258,25 @@ async def test_merge_loses_nothing(session: AsyncSession) -> None:
         assert c.id == a.id
 
 
+async def test_merge_keeps_the_contact_data_the_survivor_had_its_own_of(
+    session: AsyncSession,
+) -> None:
+    a = await identify_customer(session=session, channel="telegram", external_id="1")
+    b = await identify_customer(session=session, channel="telegram", external_id="2")
+    assert a.id and b.id
+    await link_email(session=session, customer_id=a.id, email="a@example.com")
+    await link_email(session=session, customer_id=b.id, email="b@example.com")
+    await link_phone(session=session, customer_id=b.id, phone="+4915112345678", verified=True)
+
+    survivor = await merge_customers(session=session, survivor_id=a.id, absorbed_id=b.id)
+
+    assert (survivor.email, survivor.phone) == ("a@example.com", "+4915112345678")
+    event = (
+        await session.exec(select(Interaction).where(Interaction.kind == InteractionKind.identity))
+    ).one()
+    assert event.details["absorbed_contact"] == {"email": "b@example.com"}
+
+
 async def test_merge_chains_resolve_to_final_survivor(session: AsyncSession) -> None:
     ids = []
     for ext in ("1", "2", "3"):
