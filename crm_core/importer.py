@@ -63,6 +63,9 @@ BATCH_SIZE = 5_000
 LOOKUP_CHUNK = 50_000
 SQLITE_IMPORT_CACHE_KIB = 128 * 1024
 SNIFF_BYTES = 64 * 1024
+# The csv module refuses a whole file over one field longer than 128 KiB; with room up to
+# 1 MiB such a field is one rejected row ("name longer than 200 characters") instead.
+MAX_FIELD_CHARS = 1 << 20
 DELIMITERS = (",", ";", "\t")
 DEFAULT_CURRENCY = "EUR"
 # ISO 4217 minor units where they are not 2.
@@ -319,6 +322,7 @@ def _rows(stream: IO[str], name: str) -> tuple[list[str], Iterator[tuple[int, li
         raise _not_utf8(name, 1) from None
     delimiter = _check_text(head, name)
     stream.seek(0)
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     reader = csv.reader(stream, delimiter=delimiter, strict=True)
     line = 0
 

@@ -158,6 +158,15 @@ async def test_rejected_customer_rows_name_line_and_reason(
     assert report.rows == 6
 
 
+async def test_an_overlong_field_rejects_its_row_only(
+    session: AsyncSession, tmp_path: Path
+) -> None:
+    text = f"id,name\nC1,Ada\nC2,{'x' * 200_000}\nC3,Bob\n"
+    report = await import_customers(session=session, source=write(tmp_path, text))
+    assert report.rejected == [(3, "name longer than 200 characters")]
+    assert sorted(await customers(session)) == ["Ada", "Bob"]
+
+
 async def test_phone_region_reads_local_numbers(session: AsyncSession, tmp_path: Path) -> None:
     path = write(tmp_path, "phone,name\n0151 12345678,Local\n", "local.csv")
     report = await import_customers(session=session, source=path, phone_region="DE")
