@@ -197,7 +197,11 @@ async def tell_customer_joined(context: DeskContext, handoff: Handoff, agent: Ag
 
 def command_rest(message: Message) -> str:
     """What follows the command, as typed (line breaks kept, unlike ``context.args``)."""
-    parts = (message.text or "").split(maxsplit=1)
+    return command_rest_of(message.text or "")
+
+
+def command_rest_of(text: str) -> str:
+    parts = text.split(maxsplit=1)
     return parts[1].strip() if len(parts) > 1 else ""
 
 
@@ -214,8 +218,13 @@ async def on_group_message(update: Update, context: DeskContext) -> None:
     agent = await acting_agent(update, context)
     if agent is None:
         return
-    # A photo captioned "!..." is a note too: it must not reach the customer.
+    # A photo captioned "!..." or "/note ..." is a note too: it must not reach the customer
+    # (a caption is never a command, so /note does not catch it).
     text = message.text or message.caption or ""
+    first_word = text.split(maxsplit=1)[0].split("@")[0] if text.strip() else ""
+    if message.text is None and first_word == "/note":
+        await relay.log_note(update, context, agent, handoff, command_rest_of(text))
+        return
     if text.startswith(relay.NOTE_PREFIX):
         note = text[len(relay.NOTE_PREFIX) :].strip()
         if note or message.text is None:

@@ -482,9 +482,19 @@ async def test_a_photo_captioned_as_a_note_stays_in_the_group(
     )
     await alice.expect_silence()
 
-    (note,) = await interactions(harness, InteractionKind.note)
-    assert note.text == "internal: the warehouse screenshot"
-    assert note.details.get("file_ids") == ["agentphoto1"]
+    harness.fake.push_message(
+        sam.user,
+        None,
+        chat=group,
+        thread_id=card.thread_id,
+        extra=agent_photo("/note the courier's\nproof of delivery"),
+    )
+    await alice.expect_silence()
+
+    first, second = await interactions(harness, InteractionKind.note)
+    assert first.text == "internal: the warehouse screenshot"
+    assert first.details.get("file_ids") == ["agentphoto1"]
+    assert second.text == "the courier's\nproof of delivery"
     assert not await interactions(harness, InteractionKind.agent_reply)
 
 
