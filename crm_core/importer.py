@@ -382,9 +382,11 @@ def _match_header(cells: Sequence[str], columns: dict[str, tuple[str, ...]], nam
             index[fld] = position
     if not index:
         expected = ", ".join(columns)
+        # One column only: most likely another delimiter ("id|name|email").
+        hint = "; separate columns with , ; or tab" if len(cells) == 1 else ""
         raise ImportFailed(
             f"{name} has no usable column (found: {', '.join(c.strip() for c in cells)}); "
-            f"expected a header row naming some of: {expected}"
+            f"expected a header row naming some of: {expected}{hint}"
         )
     return _Header(index=index, ignored=ignored, width=len(cells))
 

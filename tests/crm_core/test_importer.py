@@ -398,6 +398,7 @@ async def test_a_field_named_by_two_columns_is_refused(
         ("email,name\n".encode("utf-16"), "UTF-16"),
         (b'email,name\n"x@example.com,Bob\n', "not valid CSV"),
         (b"colour,size\nred,9\n", "no usable column"),
+        (b"id|name|email\nC1|Ada|ada@example.com\n", "separate columns with , ; or tab"),
         (b"name,language\nAda,en\n", "no column to identify customers"),
     ],
 )
