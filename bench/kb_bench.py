@@ -69,6 +69,15 @@ def write_queries(path: Path, pairs: list[tuple[str, str | None]]) -> Path:
     return path
 
 
+class _Targets:
+    """Tuning targets for every case (``--precision`` / ``--oos-recall``)."""
+
+    value = TuneTargets()
+
+
+TARGETS = _Targets()
+
+
 def run_case(
     name: str,
     train: Pairs,
@@ -83,7 +92,7 @@ def run_case(
     kb_dir = write_kb(CACHE / name, train)
     kb = _load(kb_dir)
     val_queries = read_queries(write_queries(CACHE / f"{name}_val.csv", val), kb)
-    settings, val_report = tune_thresholds(score_queries(kb, val_queries), TuneTargets())
+    settings, val_report = tune_thresholds(score_queries(kb, val_queries), TARGETS.value)
     if final_train is not None:
         kb_dir = write_kb(CACHE / name, final_train)
     started = time.perf_counter()
@@ -317,9 +326,22 @@ def main() -> int:
     parser.add_argument(
         "--semantic", action="store_true", help="with the optional embeddings extra"
     )
+    parser.add_argument(
+        "--precision",
+        type=float,
+        default=TuneTargets.answer_precision,
+        help="answer precision the thresholds are tuned to reach on validation",
+    )
+    parser.add_argument(
+        "--oos-recall",
+        type=float,
+        default=TuneTargets.oos_recall,
+        help="out-of-scope recall the thresholds are tuned to reach on validation",
+    )
     parser.add_argument("--measure-load", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     SEMANTIC.on = args.semantic
+    TARGETS.value = TuneTargets(answer_precision=args.precision, oos_recall=args.oos_recall)
     if args.measure_load:
         measure_load(*args.measure_load)
         return 0
