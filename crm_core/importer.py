@@ -45,6 +45,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
+import asyncpg
 from sqlalchemy import JSON, Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -1052,6 +1053,11 @@ async def _read(session: AsyncSession, work: Callable[[Any], Any]) -> Any:
         raise ImportFailed(f"cannot read the database: {_first_line(exc)}") from None
 
 
+# The PostgreSQL bulk paths (COPY, array lookups) talk to asyncpg directly, so its errors
+# arrive unwrapped by SQLAlchemy.
+_DRIVER_ERRORS: tuple[type[Exception], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 async def _write(
     session: AsyncSession,
     work: Callable[[AsyncConnection], Any],
@@ -1067,7 +1073,7 @@ async def _write(
             await session.commit()
         else:
             await session.rollback()
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, *_DRIVER_ERRORS) as exc:
         await session.rollback()
         raise ImportFailed(
             "the database refused the import, nothing was imported "

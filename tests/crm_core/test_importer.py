@@ -18,6 +18,7 @@ from crm_core.errors import ImportFailed, InvalidEmail
 from crm_core.importer import ImportReport, import_customers, import_purchases
 from crm_core.models import Customer, Purchase
 from crm_core.normalize import normalize_email
+from crm_core.services.customers import identify_customer, link_email
 
 CUSTOMERS = """\
 Customer_ID;Full Name;Mobile;E-Mail;Lang;Tags;Shoe size
@@ -345,6 +346,20 @@ async def test_a_database_failure_midway_leaves_the_database_unchanged(
 
     assert calls == 3  # two batches were written before the failure...
     assert await count(session, Purchase) == 0  # ...and rolled back with it
+
+
+async def test_a_customer_created_meanwhile_makes_the_import_fail_cleanly(
+    session: AsyncSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file was checked against the database before the bot linked the same e-mail.
+    monkeypatch.setattr(importer, "_load_customers", lambda conn: [])
+    bot_user = await identify_customer(session=session, channel="telegram", external_id="1")
+    await link_email(session=session, customer_id=bot_user.id or 0, email="ada@example.com")
+    path = write(tmp_path, "email,name\nnew@example.com,New\nada@example.com,Ada\n")
+
+    with pytest.raises(ImportFailed, match="refused the import, nothing was imported"):
+        await import_customers(session=session, source=path)
+    assert await count(session, Customer) == 1
 
 
 async def test_purchases_file_without_required_columns_is_refused(
