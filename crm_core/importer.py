@@ -1055,7 +1055,11 @@ async def _read(session: AsyncSession, work: Callable[[Any], Any]) -> Any:
 
 # The PostgreSQL bulk paths (COPY, array lookups) talk to asyncpg directly, so its errors
 # arrive unwrapped by SQLAlchemy.
-_DRIVER_ERRORS: tuple[type[Exception], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError)
+_WRITE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 async def _write(
@@ -1073,7 +1077,7 @@ async def _write(
             await session.commit()
         else:
             await session.rollback()
-    except (SQLAlchemyError, *_DRIVER_ERRORS) as exc:
+    except _WRITE_ERRORS as exc:
         await session.rollback()
         raise ImportFailed(
             "the database refused the import, nothing was imported "
