@@ -172,8 +172,13 @@ async def test_forget_redelivered_yes_does_not_run_twice(harness: Harness) -> No
     assert identities == []
 
 
+AGENTS_GROUP_ID = -1001000000001  # the agents' supergroup in the fake
+
+
 @BOTH_DATABASES
-async def test_human_opens_one_handoff(harness: Harness) -> None:
+async def test_human_opens_one_handoff(harness_factory: HarnessFactory) -> None:
+    harness = await harness_factory(agent_chat_id=AGENTS_GROUP_ID)
+    harness.agents_group(AGENTS_GROUP_ID)
     alice = harness.customer("Alice")
 
     await alice.ask("/human", contains="They will reply here")
@@ -189,6 +194,17 @@ async def test_human_opens_one_handoff(harness: Harness) -> None:
         assert len((await session.exec(select(Handoff))).all()) == 1
 
 
+async def test_human_without_an_agents_group_promises_no_reply(harness: Harness) -> None:
+    alice = harness.customer("Alice")
+
+    reply = await alice.ask("/human", contains="no one from our team is connected")
+    assert "will reply" not in reply.text
+    assert reply.button("File a complaint")  # the way forward that does work
+    async with harness.session_factory() as session:
+        (handoff,) = (await session.exec(select(Handoff))).all()
+    assert handoff.status == HandoffStatus.waiting  # the request is on record all the same
+
+
 async def test_menu_buttons_and_fallbacks(harness: Harness) -> None:
     alice = harness.customer("Alice")
     await alice.ask("/help", contains="/complaint")
@@ -200,7 +216,7 @@ async def test_menu_buttons_and_fallbacks(harness: Harness) -> None:
     await alice.expect("sticker")
     await alice.send_photo()  # no complaint in progress: nothing to attach it to
     await alice.expect("as text")
-    await alice.ask("🙋 Talk to a person", contains="They will reply here")
+    await alice.ask("🙋 Talk to a person", contains="no one from our team is connected")
 
 
 async def test_inline_menu_buttons(harness: Harness) -> None:
