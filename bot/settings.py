@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from crm_core.db import DEFAULT_DATABASE_URL
+from crm_core.db import DEFAULT_DATABASE_URL, database_url_problem
 from crm_core.sla import MAX_SLA_HOURS
 
 DEFAULT_SLA_HOURS: dict[str, float] = {"low": 72, "medium": 24, "high": 8, "critical": 2}
@@ -151,6 +151,14 @@ class Settings(BaseSettings):
             raise ValueError(f"hours must be positive and at most {MAX_SLA_HOURS}")
         # Severities not mentioned keep their default, so a partial mapping is fine.
         return {**DEFAULT_SLA_HOURS, **value}
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        problem = database_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("default_phone_region")
     @classmethod

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -13,6 +14,30 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./deskbot.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 SessionFactory = async_sessionmaker[AsyncSession]
+# The asyncio drivers deskbot ships with, by backend.
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+EXAMPLE_URLS = (
+    "sqlite+aiosqlite:///./deskbot.db or postgresql+asyncpg://user:password@host:5432/deskbot"
+)
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be used, in words that name the fix (never echoing a password), or
+    ``None``. The library's own errors talk of 'pysqlite is not async' or a missing module."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"not a database URL; expected e.g. {EXAMPLE_URLS}"
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in ASYNC_DRIVERS:
+        return (
+            "deskbot stores its data in SQLite (sqlite+aiosqlite:///./deskbot.db) "
+            "or PostgreSQL (postgresql+asyncpg://...)"
+        )
+    if driver != ASYNC_DRIVERS[backend]:
+        fixed = parsed.set(drivername=f"{backend}+{ASYNC_DRIVERS[backend]}")
+        return f"write it with the asyncio driver, {fixed.render_as_string(hide_password=True)}"
+    return None
 
 
 def is_sqlite(url: str) -> bool:

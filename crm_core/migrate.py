@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from crm_core import models  # noqa: F401  (registers the tables in SQLModel.metadata)
-from crm_core.db import create_engine
+from crm_core.db import create_engine, database_url_problem
 from crm_core.errors import DomainError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -109,26 +109,11 @@ def _display_url(url: str) -> str:
         return "<unparsable URL>"
 
 
-# The asyncio drivers deskbot ships with, by backend.
-ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
-
-
 def _check_driver(url: str) -> None:
-    """Name the fix for a URL without our asyncio driver (the library's own error talks of
-    'pysqlite is not async' or a missing psycopg module)."""
-    parsed = _parse_url(url)
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
-    if backend not in ASYNC_DRIVERS:
-        raise DatabaseUnavailable(
-            f"invalid database URL {_display_url(url)}: deskbot stores its data in SQLite "
-            "(sqlite+aiosqlite:///./deskbot.db) or PostgreSQL (postgresql+asyncpg://...)"
-        )
-    if driver != ASYNC_DRIVERS[backend]:
-        fixed = parsed.set(drivername=f"{backend}+{ASYNC_DRIVERS[backend]}")
-        raise DatabaseUnavailable(
-            f"invalid database URL {_display_url(url)}: write it with the asyncio driver, "
-            f"{fixed.render_as_string(hide_password=True)}"
-        )
+    _parse_url(url)  # an unparsable URL gets its own message, quoting what was given
+    problem = database_url_problem(url)
+    if problem is not None:
+        raise DatabaseUnavailable(f"invalid database URL {_display_url(url)}: {problem}")
 
 
 def _engine_for(url: str) -> AsyncEngine:

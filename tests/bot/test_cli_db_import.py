@@ -155,6 +155,27 @@ def test_unusable_database_url(
         assert err.startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("garbage", "DESKBOT_DATABASE_URL: not a database URL; expected e.g. sqlite+aiosqlite"),
+        ("postgresql://u:secret@h/db", "postgresql+asyncpg://u:***@h/db"),
+    ],
+)
+def test_a_bad_database_url_setting_is_a_bad_setting(
+    in_tmp: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv("DESKBOT_DATABASE_URL", url)
+    for argv in (["db", "current"], ["import", "customers", "c.csv"]):
+        code, out, err = run(capsys, *argv)
+        assert (code, out) == (2, "")
+        assert message in err and "secret" not in err
+
+
 def test_bad_settings_exit_2(
     in_tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
