@@ -69,7 +69,10 @@ async def export_customer_data(*, session: AsyncSession, customer_id: int) -> di
             session,
             select(Purchase).where(Purchase.customer_id == cid).order_by(col(Purchase.id)),
         )
-        flows = await _all(session, select(FlowState).where(FlowState.customer_id == cid))
+        person_ids = [cid, *(m.id for m in merged)]
+        flows = await _all(
+            session, select(FlowState).where(col(FlowState.customer_id).in_(person_ids))
+        )
     events_by_complaint: dict[int, list[dict[str, Any]]] = {}
     for event in events:
         events_by_complaint.setdefault(event.complaint_id, []).append(_dump(event))
