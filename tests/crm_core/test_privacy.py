@@ -215,11 +215,10 @@ async def _count(session: AsyncSession, model: type) -> int:
     return int(n)
 
 
-async def test_forget_leaves_the_person_in_no_table_at_all(session: AsyncSession) -> None:
-    cid = await _rich_customer(session)
+async def _flow_under_the_absorbed_id(session: AsyncSession, cid: int) -> None:
+    """A flow saved under the absorbed id (a handler still held it when the merge happened)."""
     [tombstone] = await session.exec(select(Customer.id).where(Customer.merged_into_id == cid))
     await session.commit()
-    # A flow saved under the absorbed id (a handler still held it when the merge happened).
     await save_flow(
         session=session,
         channel="web",
@@ -231,6 +230,18 @@ async def test_forget_leaves_the_person_in_no_table_at_all(session: AsyncSession
         ttl=timedelta(hours=1),
         now=T0,
     )
+
+
+async def test_export_includes_state_kept_under_an_absorbed_id(session: AsyncSession) -> None:
+    cid = await _rich_customer(session)
+    await _flow_under_the_absorbed_id(session, cid)
+    data = await export_customer_data(session=session, customer_id=cid)
+    assert {"text": "Eva again, Hauptstr. 1"} in [f["data"] for f in data["conversation_state"]]
+
+
+async def test_forget_leaves_the_person_in_no_table_at_all(session: AsyncSession) -> None:
+    cid = await _rich_customer(session)
+    await _flow_under_the_absorbed_id(session, cid)
 
     await forget_customer(session=session, customer_id=cid)
 
