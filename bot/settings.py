@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -165,9 +166,9 @@ class Settings(BaseSettings):
     def _check_region(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if len(value) != 2 or not value.isalpha():
+        if value.strip().upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError("must be a two-letter ISO country code, e.g. DE")
-        return value.upper()
+        return value.strip().upper()
 
     @field_validator("supervisor_ids", mode="before")
     @classmethod

@@ -55,7 +55,7 @@ from tqdm import tqdm
 from crm_core.clock import utcnow
 from crm_core.errors import ImportFailed, InvalidEmail, InvalidPhone
 from crm_core.models import MAX_AMOUNT_MINOR, Customer, Purchase
-from crm_core.normalize import normalize_email, normalize_phone
+from crm_core.normalize import normalize_email, normalize_phone, normalize_region
 from crm_core.types import UTCDateTime
 
 Source = str | os.PathLike[str] | IO[str]
@@ -148,6 +148,7 @@ async def import_customers(
     batch_size: int = BATCH_SIZE,
 ) -> ImportReport:
     """Create or update customers from a CSV file (path or text stream); see the module doc."""
+    phone_region = _parse_region(phone_region)
     existing = await _read(session, _load_customers)
     plan = await asyncio.to_thread(
         _plan_customers, source, existing, phone_region=phone_region, progress=progress
@@ -188,6 +189,7 @@ async def import_purchases(
 ) -> ImportReport:
     """Create or update purchases from a CSV file (path or text stream); see the module doc."""
     default_currency = _parse_currency(currency)
+    phone_region = _parse_region(phone_region)
     keys = await _read(session, _load_customer_keys)
     plan = await asyncio.to_thread(
         _plan_purchases,
@@ -509,6 +511,16 @@ def _parse_currency(raw: str) -> str:
     if not re.fullmatch(r"[A-Z]{3}", code):
         raise ImportFailed(f"“{raw}” is not a currency code (three letters, e.g. EUR)")
     return code
+
+
+def _parse_region(raw: str | None) -> str | None:
+    """The default phone region; a wrong one would reject every local number as "invalid"."""
+    if not raw:
+        return None
+    try:
+        return normalize_region(raw)
+    except InvalidPhone as exc:
+        raise ImportFailed(f"phone region: {exc}") from None
 
 
 _AMOUNT_JUNK = str.maketrans("", "", " \u00a0\u202f_'")

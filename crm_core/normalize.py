@@ -13,6 +13,14 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def normalize_region(raw: str) -> str:
+    """An ISO 3166 country code phonenumbers knows (``"de"`` -> ``"DE"``) or InvalidPhone."""
+    code = (raw or "").strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidPhone(f"“{_short(raw)}” is not a country code; use two letters, e.g. DE.")
+    return code
+
+
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
     """Return ``raw`` in E.164 (``+4915112345678``) or raise :class:`InvalidPhone`.
 

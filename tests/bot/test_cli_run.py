@@ -49,6 +49,7 @@ def test_missing_token_exits_2_naming_the_setting(
         ("DESKBOT_FLOW_TTL_MINUTES", "0"),
         ("DESKBOT_AGENT_SIGNATURE", "full_name"),
         ("DESKBOT_DEFAULT_PHONE_REGION", "Germany"),
+        ("DESKBOT_DEFAULT_PHONE_REGION", "XX"),
         ("DESKBOT_DATABASE_URL", "garbage"),
         ("DESKBOT_DATABASE_URL", "sqlite:///./deskbot.db"),
         ("DESKBOT_DATABASE_URL", "mysql+aiomysql://u:secret@h/db"),

@@ -175,6 +175,17 @@ async def test_phone_region_reads_local_numbers(session: AsyncSession, tmp_path:
     assert (await customers(session))["Local"].phone == "+4915112345678"
 
 
+@pytest.mark.parametrize("region", ["Germany", "XX"])
+async def test_an_unknown_phone_region_is_one_clear_error(
+    session: AsyncSession, tmp_path: Path, region: str
+) -> None:
+    path = write(tmp_path, "email,phone\nx@example.com,030 1234567\n")
+    with pytest.raises(ImportFailed, match=f"phone region: “{region}” is not a country code"):
+        await import_customers(session=session, source=path, phone_region=region)
+    with pytest.raises(ImportFailed, match="is not a country code"):
+        await import_purchases(session=session, source=path, phone_region=region)
+
+
 async def test_strict_and_dry_run_write_nothing(session: AsyncSession, tmp_path: Path) -> None:
     path = write(tmp_path, "email\nok@example.com\nbroken\n", "s.csv")
 
