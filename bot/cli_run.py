@@ -52,7 +52,14 @@ def run_command(args: argparse.Namespace) -> int:
         return _usage_error("DESKBOT_WEBHOOK_URL is required with --webhook")
 
     from bot import runtime  # imported late: keeps `deskbot --help` fast
-    from crm_core.migrate import ensure_database_current
+    from crm_core.migrate import ensure_database_current, is_memory_sqlite
+
+    if is_memory_sqlite(settings.database_url):
+        # The start-up migration would build its schema in a database that vanishes with it.
+        return _usage_error(
+            "DESKBOT_DATABASE_URL names an in-memory SQLite database, which would start empty "
+            "and lose everything; name a file, e.g. sqlite+aiosqlite:///./deskbot.db"
+        )
 
     try:
         # SQLite is migrated on the spot; PostgreSQL must already be at this code's revision.

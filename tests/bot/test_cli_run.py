@@ -85,6 +85,17 @@ def test_durations_that_would_overflow_dates_are_refused(
     assert describe_validation_error(info.value).splitlines()[1].startswith(f"  {name}: ")
 
 
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
+def test_an_in_memory_database_is_refused(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    clean_env.setenv("DESKBOT_TELEGRAM_TOKEN", "1:x")
+    clean_env.setenv("DESKBOT_TELEGRAM_API_URL", "http://127.0.0.1:9/bot")  # never reached
+    clean_env.setenv("DESKBOT_DATABASE_URL", url)
+    assert main(["run"]) == 2
+    assert "in-memory SQLite" in capsys.readouterr().err
+
+
 def test_webhook_mode_needs_its_url(
     clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
