@@ -33,7 +33,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Enum, inspect
+from sqlalchemy import Enum, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -48,6 +48,7 @@ VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 INITIAL_REVISION = "0001_initial"
 VERSION_TABLE = "alembic_version"
 PG_CONNECT_TIMEOUT_S = 10
+MIGRATION_LOCK_KEY = 0x6465736B626F74  # "deskbot": the advisory lock that serialises upgrades
 
 T = TypeVar("T")
 
@@ -195,6 +196,7 @@ async def upgrade_database(url: str, revision: str = "head") -> None:
     _create_sqlite_folder(url)
 
     def work(conn: Connection) -> None:
+        _serialise_migrations(conn)
         _refuse_unversioned(conn)
         current = _current_revision(conn)
         if current is not None and not _is_known_revision(current):
@@ -321,6 +323,14 @@ def _create_sqlite_folder(url: str) -> None:
         raise DatabaseUnavailable(
             f"cannot create the folder for the SQLite database {sqlite_file}: {exc.strerror}"
         ) from None
+
+
+def _serialise_migrations(conn: Connection) -> None:
+    """Two instances upgrading one PostgreSQL database at once: the second waits for the first
+    to commit, then finds the database at head (instead of failing on half-created tables).
+    SQLite's write transactions are serial already (BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
 
 def _current_revision(conn: Connection) -> str | None:

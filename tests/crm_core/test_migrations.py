@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,14 @@ async def test_upgrade_twice_is_a_no_op(empty_url: str) -> None:
     await migrate.upgrade_database(empty_url)
     await migrate.upgrade_database(empty_url)
     assert await migrate.current_revision(empty_url) == migrate.head_revision()
+
+
+async def test_two_instances_upgrading_at_once_both_succeed(empty_url: str) -> None:
+    await asyncio.wait_for(
+        asyncio.gather(*(migrate.upgrade_database(empty_url) for _ in range(3))), timeout=60
+    )
+    assert await migrate.current_revision(empty_url) == migrate.head_revision()
+    assert await migrate.check_schema_matches(empty_url) == []
 
 
 async def test_downgrade_to_base_and_up_again(empty_url: str) -> None:
