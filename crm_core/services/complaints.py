@@ -3,13 +3,15 @@
 Lifecycle (what a serious desk allows)::
 
     from         may go to
-    open         in_progress, resolved
+    open         in_progress (and resolved, through in_progress)
     in_progress  resolved
     resolved     closed; reopened: in_progress, open
     closed       reopened: open
 
-- ``open -> resolved`` directly is allowed: many complaints are settled in the first answer and
-  forcing a pointless "in progress" step only distorts the statistics.
+- The stored lifecycle is strict: ``open -> in_progress -> resolved -> closed``. An agent may
+  still resolve an open complaint in one go (many are settled in the first answer); the move is
+  then recorded as two steps, ``open -> in_progress -> resolved``, each with its event, so the
+  history and the statistics only ever see the strict lifecycle.
 - ``closed`` is reached only from ``resolved``: a complaint is closed once its resolution is
   confirmed (by the customer, an agent or the system after a quiet period), never skipped.
 - Reopening: ``resolved -> in_progress`` (the same agent keeps working), ``resolved -> open``
@@ -72,7 +74,7 @@ MAX_ATTACHMENTS = 20
 S = ComplaintStatus
 # Allowed moves; the ones into a "reopened" state count as reopens.
 TRANSITIONS: dict[ComplaintStatus, frozenset[ComplaintStatus]] = {
-    S.open: frozenset({S.in_progress, S.resolved}),
+    S.open: frozenset({S.in_progress}),
     S.in_progress: frozenset({S.resolved}),
     S.resolved: frozenset({S.closed, S.in_progress, S.open}),
     S.closed: frozenset({S.open}),
@@ -80,6 +82,10 @@ TRANSITIONS: dict[ComplaintStatus, frozenset[ComplaintStatus]] = {
 REOPENS: frozenset[tuple[ComplaintStatus, ComplaintStatus]] = frozenset(
     {(S.resolved, S.in_progress), (S.resolved, S.open), (S.closed, S.open)}
 )
+# Moves accepted in one command and recorded as the strict steps they stand for.
+SHORTCUTS: dict[tuple[ComplaintStatus, ComplaintStatus], tuple[ComplaintStatus, ...]] = {
+    (S.open, S.resolved): (S.in_progress, S.resolved),
+}
 CUSTOMER_MOVES: frozenset[tuple[ComplaintStatus, ComplaintStatus]] = frozenset(
     {(S.resolved, S.closed)} | REOPENS - {(S.resolved, S.in_progress)}
 )
@@ -90,7 +96,7 @@ def _label(status: ComplaintStatus) -> str:
 
 
 def _options_text(reference: str, current: ComplaintStatus, *, already: bool = False) -> str:
-    targets = TRANSITIONS[current]
+    targets = TRANSITIONS[current] | {to for (src, to) in SHORTCUTS if src == current}
     forward = [_label(s) for s in ComplaintStatus if s in targets and (current, s) not in REOPENS]
     parts = []
     if forward:
@@ -291,31 +297,47 @@ async def transition_complaint(
         complaint = await _load(session, reference, lock=True)
         if actor is ActorType.agent:
             await _active_agent(session, actor_id)
-        current = complaint.status
-        _check_move(complaint.reference, current, target, actor)
-        _apply_move(complaint, current, target, actor, note, now)
-        _add_event(
-            session,
-            complaint,
-            "status_changed",
-            actor,
-            actor_id,
-            from_status=current,
-            to_status=target,
-            note=note,
-            now=now,
-        )
-        _log(
-            session,
-            complaint,
-            "status_changed",
-            _direction(actor),
-            now,
-            from_status=current.value,
-            to_status=target.value,
-            note=note,
-        )
+        _check_move(complaint.reference, complaint.status, target, actor)
+        for step in SHORTCUTS.get((complaint.status, target), (target,)):
+            # The note belongs to the final step (e.g. the resolution), not the passage.
+            _record_move(
+                session, complaint, step, actor, actor_id, note if step == target else None, now
+            )
     return complaint
+
+
+def _record_move(
+    session: AsyncSession,
+    complaint: Complaint,
+    target: ComplaintStatus,
+    actor: ActorType,
+    actor_id: int | None,
+    note: str | None,
+    now: datetime,
+) -> None:
+    current = complaint.status
+    _apply_move(complaint, current, target, actor, note, now)
+    _add_event(
+        session,
+        complaint,
+        "status_changed",
+        actor,
+        actor_id,
+        from_status=current,
+        to_status=target,
+        note=note,
+        now=now,
+    )
+    _log(
+        session,
+        complaint,
+        "status_changed",
+        _direction(actor),
+        now,
+        from_status=current.value,
+        to_status=target.value,
+        note=note,
+    )
 
 
 def _check_move(
@@ -323,7 +345,7 @@ def _check_move(
 ) -> None:
     if current == target:
         raise InvalidTransition(_options_text(reference, current, already=True))
-    if target not in TRANSITIONS[current]:
+    if target not in TRANSITIONS[current] and (current, target) not in SHORTCUTS:
         raise InvalidTransition(_options_text(reference, current))
     if actor is ActorType.customer and (current, target) not in CUSTOMER_MOVES:
         raise InvalidTransition(
