@@ -453,7 +453,8 @@ def _exact_match_query(text: str) -> Any:
         ),
     ]
     digits = text.lstrip("#")
-    if digits.isdigit() and int(digits) < 2**31:  # ids are 32-bit INTEGER on PostgreSQL
+    # isdecimal, not isdigit: "²" and "①" are digits that int() refuses.
+    if digits.isdecimal() and int(digits) < 2**31:  # ids are 32-bit INTEGER on PostgreSQL
         conditions.append(col(Customer.id) == int(digits))
     phone = _phone_or_none(text)
     if phone:

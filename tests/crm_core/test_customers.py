@@ -371,3 +371,11 @@ async def test_concurrent_links_of_one_phone_end_in_one_customer(
         live = [c for c in rows if c.merged_into_id is None]
         assert len(live) == 1 and live[0].phone == "+4915112345678"
         assert {c.merged_into_id for c in rows if c.merged_into_id} == {live[0].id}
+
+
+@pytest.mark.parametrize("query", ["²", "①", "#²", "١٢", "#", "   "])
+async def test_find_customers_with_odd_digits_finds_nobody_without_error(
+    session: AsyncSession, query: str
+) -> None:
+    await identify_customer(session=session, channel="telegram", external_id="1", name="Ann")
+    assert await find_customers(session=session, query=query) == []
