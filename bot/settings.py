@@ -12,9 +12,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from crm_core.db import DEFAULT_DATABASE_URL, database_url_problem
-from crm_core.sla import MAX_SLA_HOURS
+from crm_core.sla import DEFAULT_HOURS_BY_NAME, MAX_SLA_HOURS
 
-DEFAULT_SLA_HOURS: dict[str, float] = {"low": 72, "medium": 24, "high": 8, "critical": 2}
+DEFAULT_SLA_HOURS: dict[str, float] = dict(DEFAULT_HOURS_BY_NAME)
 # Upper bounds for durations: far larger ones overflow the dates computed from them.
 MINUTES_PER_YEAR = 525_600
 SECONDS_PER_DAY = 86_400

@@ -6,7 +6,7 @@ override some severities (e.g. billing criticals within 2 h).
 
 Settings pass plain mappings::
 
-    {"critical": 4, "high": 24, "medium": 48, "low": 72,
+    {"critical": 2, "high": 8, "medium": 24, "low": 72,
      "categories": {"billing": {"critical": 2}}}
 
 Severities left out keep their defaults. Anything else is refused with a message naming the
@@ -23,7 +23,11 @@ from crm_core.clock import as_utc
 from crm_core.models import ComplaintCategory, Severity
 
 DEFAULT_HOURS: Mapping[Severity, float] = MappingProxyType(
-    {Severity.critical: 4, Severity.high: 24, Severity.medium: 48, Severity.low: 72}
+    {Severity.critical: 2, Severity.high: 8, Severity.medium: 24, Severity.low: 72}
+)
+# The same defaults keyed by the severity's value, as settings and the Telegram side use them.
+DEFAULT_HOURS_BY_NAME: Mapping[str, float] = MappingProxyType(
+    {severity.value: hours for severity, hours in DEFAULT_HOURS.items()}
 )
 # Ten years. Beyond some bound a due date overflows datetime (filing would crash), and JSON
 # settings may even say Infinity or NaN.

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-DEFAULT_SLA_HOURS: dict[str, float] = {"low": 72, "medium": 24, "high": 8, "critical": 2}
+from crm_core.sla import DEFAULT_HOURS_BY_NAME
+
+DEFAULT_SLA_HOURS: dict[str, float] = dict(DEFAULT_HOURS_BY_NAME)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,7 @@ async def test_filing_gives_a_reference_a_due_date_an_event_and_a_timeline_entry
     assert complaint.severity == Severity.high
     assert complaint.description == "Parcel never arrived"
     assert complaint.attachments == ["photo-1"]
-    assert complaint.sla_due_at == T0 + timedelta(hours=24)
+    assert complaint.sla_due_at == T0 + timedelta(hours=8)  # the default SLA for high severity
     history = await complaint_history(session=session, reference="C-000001")
     assert [(e.action, e.actor_type, e.to_status) for e in history] == [
         ("filed", ActorType.customer, S.open)

@@ -10,7 +10,7 @@ FILED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("severity", "hours"),
-    [(Severity.critical, 4), (Severity.high, 24), (Severity.medium, 48), (Severity.low, 72)],
+    [(Severity.critical, 2), (Severity.high, 8), (Severity.medium, 24), (Severity.low, 72)],
 )
 def test_default_targets(severity: Severity, hours: int) -> None:
     due = SlaPolicy().due_at(ComplaintCategory.delivery, severity, FILED)
