@@ -13,6 +13,8 @@ import logging
 import re
 import sys
 
+from telegram.error import NetworkError
+
 REDACTED = "<redacted>"
 # Any Bot API token shape inside a URL path: bot<digits>:<secret>.
 _TOKEN_IN_URL = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
@@ -69,6 +71,20 @@ def protect_secret(secret: str | None) -> TokenRedactingFilter:
     return _FILTER
 
 
+class NetworkErrorTracebackFilter(logging.Filter):
+    """A network error (Telegram unreachable, a timeout) is an everyday event with a one-line
+    cause: log that line instead of a three-exception traceback through httpx and PTB.
+    Tracebacks of anything else are kept: those are bugs worth the detail."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], NetworkError):
+            record.msg = f"{record.getMessage()} ({record.exc_info[1]})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def setup_logging(level: str = "INFO", *, secrets: tuple[str | None, ...] = ()) -> None:
     """Configure the root logger for `deskbot run`: one stderr handler, token redaction."""
     root = logging.getLogger()
@@ -76,6 +92,7 @@ def setup_logging(level: str = "INFO", *, secrets: tuple[str | None, ...] = ()) 
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(NetworkErrorTracebackFilter())
         root.addHandler(handler)
     # httpx logs every request at INFO; that is noise at our INFO level.
     if root.level > logging.DEBUG:

@@ -6,8 +6,9 @@ import io
 import logging
 
 import pytest
+from telegram.error import NetworkError
 
-from bot.logging_setup import REDACTED, TokenRedactingFilter
+from bot.logging_setup import REDACTED, NetworkErrorTracebackFilter, TokenRedactingFilter
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 
@@ -42,3 +43,32 @@ def test_token_redacted_from_message_args_and_tracebacks(
     assert "x" * 35 not in output
     assert output.count(REDACTED) >= 4
     assert "getUpdates" in output and "request failed" in output
+
+
+def _format_with_network_filter(error: BaseException) -> str:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(NetworkErrorTracebackFilter())
+    redactor = TokenRedactingFilter()
+    redactor.add_secret(TOKEN)
+    handler.addFilter(redactor)
+    log = logging.getLogger(f"test.network.{id(stream)}")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        raise error
+    except BaseException:
+        log.exception("Network Retry Loop: failed %s", "run 0")
+    return stream.getvalue()
+
+
+def test_a_network_error_is_one_line_without_traceback() -> None:
+    out = _format_with_network_filter(NetworkError(f"httpx.ConnectError: refused bot{TOKEN}/x"))
+    assert "Traceback" not in out
+    assert "Network Retry Loop: failed run 0 (httpx.ConnectError: refused" in out
+    assert TOKEN not in out  # the cause moved into the message is still redacted
+
+
+def test_other_errors_keep_their_traceback() -> None:
+    out = _format_with_network_filter(ValueError("a bug"))
+    assert "Traceback" in out and "ValueError: a bug" in out
