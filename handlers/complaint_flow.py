@@ -365,18 +365,28 @@ async def submit(update: Update, context: DeskContext, draft: ComplaintDraft) ->
     assert customer_id is not None
     config = context.deps.config
     policy = sla_policy(config)
-    complaint = await file_complaint(
-        session=context.session,
-        customer_id=customer_id,
-        category=draft.category,
-        description=draft.description,
-        severity=Severity.medium,
-        attachments=draft.attachments,
-        sla=policy,
-    )
+    if not await clear_flow(
+        session=context.session, channel=Channel.telegram, chat_key=chat_key(update)
+    ):
+        # Another bot instance took this very draft a moment ago (a double tap served by two
+        # instances); it files the complaint and answers. Filing here too would make two.
+        await drop_buttons(update)
+        return
+    try:
+        complaint = await file_complaint(
+            session=context.session,
+            customer_id=customer_id,
+            category=draft.category,
+            description=draft.description,
+            severity=Severity.medium,
+            attachments=draft.attachments,
+            sla=policy,
+        )
+    except Exception:
+        await store(update, context, STEP_CONFIRM, draft)  # keep the draft: Submit works again
+        raise
     assert complaint.id is not None
     draft.reference = complaint.reference
-    await end_flow(update, context)
     await save_flow(
         session=context.session,
         channel=Channel.telegram,

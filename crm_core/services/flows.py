@@ -63,13 +63,18 @@ async def save_flow(
 
 
 async def clear_flow(*, session: AsyncSession, channel: str, chat_key: str) -> bool:
-    """End the chat's flow; True when there was one."""
+    """End the chat's flow; True when there was one.
+
+    One ``DELETE``, so it doubles as an atomic "take": when two bot instances handle the same
+    button press (a double tap), exactly one of them gets True and goes on to act on the flow.
+    """
     async with unit_of_work(session):
-        flow = (await session.exec(_by_chat(channel, chat_key))).first()
-        if flow is None:
-            return False
-        await session.delete(flow)
-        return True
+        result = await session.exec(
+            delete(FlowState).where(
+                col(FlowState.channel) == channel, col(FlowState.chat_key) == chat_key
+            )
+        )
+    return bool(result.rowcount)
 
 
 async def purge_expired_flows(*, session: AsyncSession, now: datetime | None = None) -> int:

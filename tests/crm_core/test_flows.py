@@ -91,3 +91,30 @@ async def test_concurrent_saves_of_one_chat_leave_one_row(session_factory: Sessi
         flow = await get_flow(session=s, channel="telegram", chat_key="55", now=T0)
         assert flow is not None and flow.data == {"step": flow.step}
         assert await purge_expired_flows(session=s, now=T0 + TTL) == 1
+
+
+async def test_two_concurrent_clears_let_exactly_one_take_the_flow(
+    session: AsyncSession, session_factory: SessionFactory
+) -> None:
+    """Two bot instances handling one double-tapped "Submit": only one may file."""
+    customer = await identify_customer(session=session, channel="telegram", external_id="7")
+    await save_flow(
+        session=session,
+        channel="telegram",
+        chat_key="7",
+        customer_id=customer.id,
+        flow="complaint",
+        step="confirm",
+        data={"token": "t"},
+        ttl=timedelta(minutes=30),
+    )
+
+    async def take() -> bool:
+        async with session_factory() as own:
+            # Read first, as the handler does (on PostgreSQL both may see the flow; SQLite
+            # serialises the two, so the second may already find nothing).
+            await get_flow(session=own, channel="telegram", chat_key="7")
+            return await clear_flow(session=own, channel="telegram", chat_key="7")
+
+    assert sorted(await asyncio.gather(take(), take())) == [False, True]
+    assert await get_flow(session=session, channel="telegram", chat_key="7") is None

@@ -4,12 +4,16 @@ cancel, submit; restarts, expiry, duplicates and hostile input."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
 from crm_core.clock import utcnow
+from crm_core.errors import DomainError
 from crm_core.models import Complaint, ComplaintCategory, FlowState, Interaction, InteractionKind
+from handlers import complaint_flow
 from handlers.complaint_flow import ComplaintDraft, check_description
 from tests.handlers.conftest import BOTH_DATABASES, Customer, Harness
 
@@ -234,3 +238,26 @@ def test_draft_round_trips_and_tokens_differ() -> None:
     assert ComplaintDraft.from_data(draft.to_data()) == draft
     assert ComplaintDraft.new().token != ComplaintDraft.new().token
     assert ComplaintDraft.from_data({}).token == ""
+
+
+async def test_a_failed_filing_keeps_the_draft_for_another_submit(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = harness.customer("Alice")
+    await _start(alice)
+    summary = await alice.ask("Never arrived", contains="Submit it?")
+    real_file_complaint = complaint_flow.file_complaint
+
+    async def unavailable(**kwargs: Any) -> Complaint:
+        raise DomainError("The complaints desk is briefly unavailable.")
+
+    monkeypatch.setattr(complaint_flow, "file_complaint", unavailable)
+    await alice.press("Submit", summary)
+    await alice.expect("briefly unavailable")
+    assert not await _complaints(harness)
+
+    monkeypatch.setattr(complaint_flow, "file_complaint", real_file_complaint)
+    await alice.press("Submit", summary)  # the same button: the draft was kept
+    await alice.expect("registered as")
+    (complaint,) = await _complaints(harness)
+    assert complaint.description == "Never arrived"
