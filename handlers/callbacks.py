@@ -21,7 +21,6 @@ class Prefix(StrEnum):
     KB_FEEDBACK = "kf"  # knowledge-base answer feedback: kf:<article_id>:<up|down>
     KB_ARTICLE = "ka"  # open a suggested article: ka:<article_id>
     COMPLAINT_CATEGORY = "cc"  # complaint flow category choice: cc:<category>
-    COMPLAINT_SEVERITY = "cs"  # complaint flow severity choice: cs:<severity>
     COMPLAINT_CONFIRM = "cf"  # complaint flow confirm/cancel: cf:<yes|no>
     COMPLAINT_VIEW = "cv"  # show one complaint to its customer: cv:<complaint_id>
     HANDOFF_CLAIM = "hc"  # agent claims a handoff: hc:<handoff_id>

@@ -30,8 +30,5 @@ class DeskConfig:
     default_phone_region: str | None = None
     default_language: str = "en"
 
-    def sla_for(self, severity: str) -> timedelta:
-        return timedelta(hours=self.sla_hours[str(severity)])
-
     def is_supervisor(self, telegram_user_id: int) -> bool:
         return telegram_user_id in self.supervisor_ids
