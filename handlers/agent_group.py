@@ -46,6 +46,7 @@ from crm_core.models import (
 from crm_core.services.complaints import (
     assign_complaint,
     get_complaint,
+    set_complaint_severity,
     transition_complaint,
 )
 from crm_core.services.customers import find_customers
@@ -55,6 +56,7 @@ from crm_core.services.handoffs import (
     find_by_group_message,
     get_handoff,
 )
+from crm_core.sla import SlaPolicy
 from handlers import csat, queue, relay
 from handlers.announce import (
     ComplaintSubject,
@@ -66,6 +68,7 @@ from handlers.announce import (
 )
 from handlers.callbacks import CallbackDataError, Prefix, build, parse, pattern
 from handlers.context_card import customer_card_html, customer_chat_id
+from handlers.customer_common import format_when
 from handlers.deps import DeskContext
 from handlers.membership import acting_agent, agent_chat_id, follow_migration, in_agent_chat
 from handlers.messaging import deliver, reply
@@ -483,6 +486,39 @@ async def assign(update: Update, context: DeskContext, agent: Agent, reference: 
     await post_to_complaint_or_here(update, context, complaint, html)
 
 
+async def on_severity_command(update: Update, context: DeskContext) -> None:
+    """/severity [reference] <low|medium|high|critical>: triage a complaint (customers file
+    at medium); its SLA due time follows the new severity."""
+    agent = await acting_agent(update, context)
+    if agent is None:
+        return
+    args = list(context.args or [])
+    if len(args) == 1:  # in a complaint's topic/thread the reference is implied
+        here = await complaint_here(context, update)
+        args = [here.reference, args[0]] if here is not None else []
+    if len(args) != 2:
+        await reply(context, "agent_severity_usage")
+        return
+    assert agent.id is not None
+    complaint = await set_complaint_severity(
+        session=context.session,
+        reference=args[0],
+        severity=args[1],
+        actor_type=ActorType.agent,
+        actor_id=agent.id,
+        sla=SlaPolicy.from_mapping(context.deps.config.sla_hours),
+    )
+    html = context.deps.texts.render(
+        "agent_complaint_severity",
+        context.deps.config.default_language,
+        agent=agent.display_name,
+        reference=complaint.reference,
+        severity=complaint.severity.value,
+        due=format_when(complaint.sla_due_at),
+    )
+    await post_to_complaint_or_here(update, context, complaint, html)
+
+
 async def on_complaint_button(update: Update, context: DeskContext) -> None:
     query = update.callback_query
     assert query is not None
@@ -563,7 +599,8 @@ async def on_migration(update: Update, context: DeskContext) -> None:
 
 # The agents' command menu (setMyCommands for the group); descriptions: ``agent_cmd_<name>``.
 AGENT_COMMANDS = (
-    "queue", "customer", "note", "resolve", "status", "assign", "stats", "reload_kb",
+    "queue", "customer", "note", "resolve", "status", "assign", "severity", "stats",
+    "reload_kb",
 )  # fmt: skip
 
 
@@ -613,6 +650,7 @@ def build_handlers(agent_chat_configured: bool) -> list[BaseHandler[Any, Any, An
         CommandHandler("resolve", on_resolve, filters=groups),
         CommandHandler("status", on_status_command, filters=groups),
         CommandHandler("assign", on_assign_command, filters=groups),
+        CommandHandler("severity", on_severity_command, filters=groups),
         CommandHandler("customer", on_customer_command, filters=groups),
         CommandHandler("queue", queue.on_queue, filters=groups),
         MessageHandler(groups & filters.UpdateType.MESSAGE & ~filters.COMMAND, on_group_message),

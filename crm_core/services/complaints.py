@@ -377,6 +377,51 @@ def _apply_move(
     complaint.updated_at = now
 
 
+async def set_complaint_severity(
+    *,
+    session: AsyncSession,
+    reference: str,
+    severity: Severity | str,
+    actor_type: ActorType | str,
+    actor_id: int | None = None,
+    sla: SlaPolicy | None = None,
+    now: datetime | None = None,
+) -> Complaint:
+    """Triage: give a complaint the severity it deserves. Its SLA due time is recomputed from
+    when it was filed, so a complaint made critical an hour in is due at filing + critical."""
+    level = parse_choice(Severity, severity, "severity")
+    actor = parse_choice(ActorType, actor_type, "actor")
+    now = now or utcnow()
+    async with unit_of_work(session):
+        complaint = await _load(session, reference, lock=True)
+        if actor is ActorType.agent:
+            await _active_agent(session, actor_id)
+        previous = complaint.severity
+        if previous == level:
+            raise InvalidInput(f"{complaint.reference} is already of {level.value} severity.")
+        if complaint.status == S.closed:
+            raise InvalidTransition(
+                f"{complaint.reference} is closed; reopen it before changing its severity."
+            )
+        complaint.severity = level
+        complaint.sla_due_at = (sla or SlaPolicy()).due_at(
+            complaint.category, level, complaint.created_at
+        )
+        complaint.updated_at = now
+        change = f"severity {previous.value} -> {level.value}"
+        _add_event(session, complaint, "severity_changed", actor, actor_id, note=change, now=now)
+        _log(
+            session,
+            complaint,
+            "severity_changed",
+            Direction.internal,
+            now,
+            from_severity=previous.value,
+            to_severity=level.value,
+        )
+    return complaint
+
+
 async def comment_complaint(
     *,
     session: AsyncSession,

@@ -36,6 +36,7 @@ from crm_core.services.complaints import (
     list_customer_complaints,
     list_open_complaints,
     set_complaint_group_location,
+    set_complaint_severity,
     transition_complaint,
 )
 from crm_core.sla import SlaPolicy
@@ -526,3 +527,46 @@ async def test_two_agents_moving_the_same_complaint_at_once_do_not_both_win(
     ]
     # The setup's resolve (recorded as open -> in_progress -> resolved), then one winning move.
     assert len(changes) == 3
+
+
+async def test_severity_triage_recomputes_the_due_time_from_filing(session: AsyncSession) -> None:
+    customer = await make_customer(session)
+    agent = await make_agent(session)
+    complaint = await _file(session, customer, severity="low")
+    policy = SlaPolicy.from_mapping({"critical": 2, "low": 72})
+
+    triaged = await set_complaint_severity(
+        session=session,
+        reference=complaint.reference,
+        severity="Critical",
+        actor_type="agent",
+        actor_id=aid(agent),
+        sla=policy,
+        now=T0 + timedelta(hours=1),
+    )
+    assert triaged.severity == Severity.critical
+    assert triaged.sla_due_at == T0 + timedelta(hours=2)
+    history = await complaint_history(session=session, reference=complaint.reference)
+    assert (history[-1].action, history[-1].note) == (
+        "severity_changed",
+        "severity low -> critical",
+    )
+
+    with pytest.raises(InvalidInput, match="already of critical severity"):
+        await set_complaint_severity(
+            session=session, reference="c1", severity="critical", actor_type="agent",
+            actor_id=aid(agent),
+        )  # fmt: skip
+    with pytest.raises(InvalidInput, match="Choose one of: low, medium, high, critical"):
+        await set_complaint_severity(
+            session=session, reference="c1", severity="urgent", actor_type="agent",
+            actor_id=aid(agent),
+        )  # fmt: skip
+    await _agent_move(session, "c1", S.resolved, aid(agent))
+    await _agent_move(session, "c1", S.closed, aid(agent))
+    with pytest.raises(InvalidTransition, match="closed; reopen it"):
+        await set_complaint_severity(
+            session=session, reference="c1", severity="low", actor_type="agent",
+            actor_id=aid(agent),
+        )  # fmt: skip
+    assert len(await complaint_history(session=session, reference="c1")) == len(history) + 3

@@ -184,3 +184,33 @@ async def test_a_status_note_keeps_its_line_breaks(harness_factory: HarnessFacto
     async with harness.session_factory() as session:
         events = (await session.exec(select(ComplaintEvent))).all()
     assert "Refund sent.\nIt arrives in 3 days." in [e.note for e in events]
+
+
+async def test_severity_triage_moves_the_sla_and_stays_internal(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await start(harness_factory)
+    group = harness.fake.chats[GROUP_ID]
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    await alice.send("/filetest The parcel arrived empty")
+    card = await sam.expect("Complaint C-")
+    filed = await complaint_row(harness)
+    assert filed.severity.value == "high"
+
+    await sam.send("/severity critical", thread_id=card.thread_id)  # the topic implies it
+    told = await sam.expect("critical", thread_id=card.thread_id)
+    assert f"Sam set {filed.reference} to critical severity" in told.text
+    triaged = await complaint_row(harness)
+    assert triaged.severity.value == "critical"
+    # Due 2 h (the default critical SLA) after filing, not after the triage.
+    assert triaged.sla_due_at == filed.created_at + timedelta(hours=2)
+    async with harness.session_factory() as session:
+        events = (await session.exec(select(ComplaintEvent))).all()
+    assert [e.action for e in events][-1] == "severity_changed"
+
+    await sam.send(f"/severity {filed.reference} urgent")
+    await sam.expect("Choose one of: low, medium, high, critical")
+    await sam.send("/severity")
+    await sam.expect("Usage: /severity")
+    await alice.expect_silence(timeout=0.5)  # triage is the desk's business, not a message
