@@ -45,6 +45,7 @@ from crm_core.models import (
 )
 from crm_core.services.complaints import (
     assign_complaint,
+    comment_complaint,
     get_complaint,
     set_complaint_severity,
     transition_complaint,
@@ -73,6 +74,7 @@ from handlers.deps import DeskContext
 from handlers.membership import acting_agent, agent_chat_id, follow_migration, in_agent_chat
 from handlers.messaging import deliver, reply
 from handlers.texts import Texts
+from handlers.updates import message_content_type
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +219,8 @@ async def on_group_message(update: Update, context: DeskContext) -> None:
         return
     handoff = await relay.handoff_for_message(context, message)
     if handoff is None:
-        return  # chatter among agents, or a complaint's topic: not for a customer
+        await note_on_complaint_here(update, context, message)
+        return
     agent = await acting_agent(update, context)
     if agent is None:
         return
@@ -234,6 +237,26 @@ async def on_group_message(update: Update, context: DeskContext) -> None:
             await relay.log_note(update, context, agent, handoff, note)
         return
     await relay.relay_agent_message(update, context, agent, handoff)
+
+
+async def note_on_complaint_here(update: Update, context: DeskContext, message: Message) -> None:
+    """In a complaint's topic (or a reply to its card) agents discuss the case: keep what they
+    write as internal comments on the complaint, so the CRM has the whole story. Nothing reaches
+    the customer from here; they hear of status changes and the notes given with them."""
+    complaint = await complaint_here(context, update)
+    if complaint is None:
+        return  # chatter among agents elsewhere in the group
+    agent = await acting_agent(update, context)
+    if agent is None:
+        return
+    text = message.text or message.caption or f"[{message_content_type(message)}]"
+    await comment_complaint(
+        session=context.session,
+        reference=complaint.reference,
+        actor_type=ActorType.agent,
+        actor_id=agent.id,
+        text=text,
+    )
 
 
 async def on_note(update: Update, context: DeskContext) -> None:

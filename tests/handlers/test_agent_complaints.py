@@ -214,3 +214,27 @@ async def test_severity_triage_moves_the_sla_and_stays_internal(
     await sam.send("/severity")
     await sam.expect("Usage: /severity")
     await alice.expect_silence(timeout=0.5)  # triage is the desk's business, not a message
+
+
+async def test_discussion_in_a_complaint_topic_is_kept_as_internal_comments(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await start(harness_factory)
+    group = harness.fake.chats[GROUP_ID]
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    await alice.send("/filetest The parcel arrived empty")
+    card = await sam.expect("Complaint C-")
+
+    await sam.send("Courier says it left the depot sealed", thread_id=card.thread_id)
+    await sam.send("Chatter elsewhere in the group")  # not in the complaint's place
+    await harness.settle()
+
+    async with harness.session_factory() as session:
+        events = (await session.exec(select(ComplaintEvent))).all()
+    comments = [e for e in events if e.action == "comment"]
+    assert [(c.note, c.actor_type.value) for c in comments] == [
+        ("Courier says it left the depot sealed", "agent")
+    ]
+    # Nothing of the discussion reached the customer.
+    assert not any("Courier" in message.text for message in alice.replies)
