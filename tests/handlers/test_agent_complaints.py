@@ -225,6 +225,7 @@ async def test_discussion_in_a_complaint_topic_is_kept_as_internal_comments(
     alice = harness.customer("Alice")
     await alice.send("/filetest The parcel arrived empty")
     card = await sam.expect("Complaint C-")
+    await harness.settle()  # the announcement has linked its topic (a person is never faster)
 
     await sam.send("Courier says it left the depot sealed", thread_id=card.thread_id)
     await sam.send("Chatter elsewhere in the group")  # not in the complaint's place
