@@ -31,7 +31,7 @@ from crm_core.models import Channel, ComplaintCategory, FlowState, Severity
 from crm_core.services.complaints import MAX_ATTACHMENTS, MAX_DESCRIPTION_LENGTH, file_complaint
 from crm_core.services.flows import clear_flow, get_flow, purge_expired_flows, save_flow
 from crm_core.sla import SlaPolicy
-from handlers import announce
+from handlers import announce, customer_handoff
 from handlers.basic import menu_button_filter, unsupported_content
 from handlers.callbacks import CallbackDataError, MenuAction, Prefix, build, parse, pattern
 from handlers.config import DeskConfig
@@ -416,7 +416,8 @@ async def cancel(update: Update, context: DeskContext) -> None:
         session=context.session, channel=Channel.telegram, chat_key=chat_key(update)
     )
     if flow is None:
-        await reply(context, "cancel_nothing")
+        if not await customer_handoff.withdraw_request(context):
+            await reply(context, "cancel_nothing")
         return
     await end_flow(update, context)
     await reply(context, "complaint_cancelled" if flow.flow == FLOW_NAME else "flow_cancelled")

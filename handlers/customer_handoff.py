@@ -3,12 +3,15 @@ the agents' group; while it is open, the agents' side relays the customer's mess
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from telegram import InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 
-from crm_core.services.handoffs import open_handoff
+from crm_core.models import HandoffStatus
+from crm_core.services.handoffs import close_handoff, get_open_handoff, open_handoff
 from handlers import announce
 from handlers.basic import menu_button_filter
 from handlers.callbacks import MenuAction, menu
@@ -18,6 +21,8 @@ from handlers.deps import DeskContext
 from handlers.membership import agent_chat_id
 from handlers.messaging import reply
 from handlers.texts import Texts
+
+log = logging.getLogger(__name__)
 
 
 async def request_human(update: Update, context: DeskContext) -> None:
@@ -40,6 +45,31 @@ async def request_human(update: Update, context: DeskContext) -> None:
         return
     await reply(context, "handoff_opened", handoff_id=handoff_id)
     await announce.announce_handoff(context, handoff_id=handoff_id)
+
+
+async def withdraw_request(context: DeskContext) -> bool:
+    """/cancel with no flow in progress: withdraw a request for a person that nobody has taken
+    yet (and tell the agents). False when there is no request to withdraw."""
+    customer_id = context.customer_id
+    if customer_id is None:
+        return False
+    handoff = await get_open_handoff(session=context.session, customer_id=customer_id)
+    if handoff is None or handoff.id is None:
+        return False
+    if handoff.status != HandoffStatus.waiting:
+        await reply(context, "handoff_cancel_claimed")  # a person is already on it
+        return True
+    closed = await close_handoff(
+        session=context.session, handoff_id=handoff.id, summary="withdrawn by the customer"
+    )
+    await reply(context, "handoff_withdrawn")
+    if closed.chat_id is not None:  # it was announced: let the agents know
+        html = context.deps.texts.render("agent_handoff_withdrawn", None)
+        try:
+            await announce.post_html(context, announce.HandoffSubject(handoff.id), html)
+        except TelegramError as error:
+            log.warning("could not tell the agents of withdrawn handoff %s: %s", handoff.id, error)
+    return True
 
 
 def complaint_keyboard(context: DeskContext) -> InlineKeyboardMarkup:
