@@ -33,7 +33,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Enum, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -404,29 +404,6 @@ def _regenerate_initial() -> None:
     path = VERSIONS_DIR / f"{INITIAL_REVISION}.py"
     path.unlink(missing_ok=True)
     _autogenerate("initial schema", INITIAL_REVISION)
-    _append_enum_drops(path)
-
-
-def _append_enum_drops(path: Path) -> None:
-    """PostgreSQL keeps the enum types ``create_table`` made; the downgrade must drop them too,
-    or a later upgrade fails with 'type ... already exists'. Autogenerate does not do it."""
-    names = sorted(
-        {
-            column.type.name
-            for table in SQLModel.metadata.tables.values()
-            for column in table.columns
-            if isinstance(column.type, Enum) and column.type.name
-        }
-    )
-    snippet = (
-        "    # PostgreSQL keeps the enum types create_table made: drop them (no-op on SQLite).\n"
-        f"    for enum_name in {tuple(names)!r}:\n"
-        "        sa.Enum(name=enum_name).drop(op.get_bind(), checkfirst=True)\n"
-    )
-    text = path.read_text()
-    marker = "    # ### end Alembic commands ###\n"
-    head, _, tail = text.rpartition(marker)
-    path.write_text(head + marker + snippet + tail)
 
 
 def _dev_main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-23 03:13:17.750893
+Create Date: 2026-11-23 04:13:14.525968
 """
 
 from collections.abc import Sequence
@@ -294,6 +294,3 @@ def downgrade() -> None:
     op.drop_table('app_state')
     op.drop_table('agent')
     # ### end Alembic commands ###
-    # PostgreSQL keeps the enum types create_table made: drop them (no-op on SQLite).
-    for enum_name in ('actortype', 'agentrole', 'complaintcategory', 'complaintstatus', 'direction', 'handoffstatus', 'interactionkind', 'severity'):
-        sa.Enum(name=enum_name).drop(op.get_bind(), checkfirst=True)
