@@ -4,6 +4,7 @@ lookups /customer and /queue."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NamedTuple
 
 from sqlmodel import select
 from telegram import Update
@@ -15,7 +16,8 @@ from crm_core.models import Customer as CustomerRow
 from crm_core.services.complaints import file_complaint
 from handlers.announce import announce_complaint
 from handlers.deps import DeskContext
-from tests.handlers.conftest import BOTH_DATABASES, Harness, HarnessFactory
+from tests.fakes.bot_api import StoredMessage
+from tests.handlers.conftest import BOTH_DATABASES, Agent, Customer, Harness, HarnessFactory
 from tests.handlers.test_agent_handoff import GROUP_ID, drain, open_handoff
 
 
@@ -41,6 +43,25 @@ async def start(harness_factory: HarnessFactory, *, forum: bool = True) -> Harne
     return harness
 
 
+class Announced(NamedTuple):
+    harness: Harness
+    sam: Agent
+    alice: Customer
+    card: StoredMessage
+
+
+async def file_and_announce(
+    harness_factory: HarnessFactory, text: str = "The parcel arrived empty", *, forum: bool = True
+) -> Announced:
+    """Sam in the agents' group, Alice files a complaint, and the card Sam sees announce it."""
+    harness = await start(harness_factory, forum=forum)
+    sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
+    alice = harness.customer("Alice")
+    await alice.send(f"/filetest {text}")
+    card = await sam.expect("Complaint C-")
+    return Announced(harness, sam, alice, card)
+
+
 async def complaint_row(harness: Harness) -> Complaint:
     await harness.settle()
     async with harness.session_factory() as session:
@@ -51,13 +72,8 @@ async def complaint_row(harness: Harness) -> Complaint:
 async def test_complaint_is_announced_and_status_changes_reach_the_customer(
     harness_factory: HarnessFactory,
 ) -> None:
-    harness = await start(harness_factory)
+    harness, sam, alice, card = await file_and_announce(harness_factory)
     group = harness.fake.chats[GROUP_ID]
-    sam = harness.agent("Sam", group=group)
-    alice = harness.customer("Alice")
-
-    await alice.send("/filetest The parcel arrived empty")
-    card = await sam.expect("Complaint C-")
     reference = (await complaint_row(harness)).reference
     assert card.thread_id is not None
     assert group.topics[card.thread_id].name == f"Alice · {reference}"
@@ -89,11 +105,7 @@ async def test_complaint_is_announced_and_status_changes_reach_the_customer(
 async def test_complaint_errors_are_friendly_and_change_nothing(
     harness_factory: HarnessFactory,
 ) -> None:
-    harness = await start(harness_factory, forum=False)
-    sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
-    alice = harness.customer("Alice")
-    await alice.send("/filetest Wrong size")
-    card = await sam.expect("Complaint C-")
+    harness, sam, alice, card = await file_and_announce(harness_factory, "Wrong size", forum=False)
     reference = (await complaint_row(harness)).reference
     await drain(harness, alice, sam)
 
@@ -167,11 +179,7 @@ async def test_queue_lists_waiting_oldest_first_and_marks_valuable_customers(
 
 
 async def test_a_status_note_keeps_its_line_breaks(harness_factory: HarnessFactory) -> None:
-    harness = await start(harness_factory)
-    sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
-    alice = harness.customer("Alice")
-    await alice.send("/filetest The parcel arrived empty")
-    card = await sam.expect("Complaint C-")
+    harness, sam, alice, card = await file_and_announce(harness_factory)
     reference = (await complaint_row(harness)).reference
 
     await sam.send(f"/status {reference} resolved Refund sent.\nIt arrives in 3 days.")
@@ -189,12 +197,7 @@ async def test_a_status_note_keeps_its_line_breaks(harness_factory: HarnessFacto
 async def test_severity_triage_moves_the_sla_and_stays_internal(
     harness_factory: HarnessFactory,
 ) -> None:
-    harness = await start(harness_factory)
-    group = harness.fake.chats[GROUP_ID]
-    sam = harness.agent("Sam", group=group)
-    alice = harness.customer("Alice")
-    await alice.send("/filetest The parcel arrived empty")
-    card = await sam.expect("Complaint C-")
+    harness, sam, alice, card = await file_and_announce(harness_factory)
     filed = await complaint_row(harness)
     assert filed.severity.value == "high"
 
@@ -219,12 +222,7 @@ async def test_severity_triage_moves_the_sla_and_stays_internal(
 async def test_discussion_in_a_complaint_topic_is_kept_as_internal_comments(
     harness_factory: HarnessFactory,
 ) -> None:
-    harness = await start(harness_factory)
-    group = harness.fake.chats[GROUP_ID]
-    sam = harness.agent("Sam", group=group)
-    alice = harness.customer("Alice")
-    await alice.send("/filetest The parcel arrived empty")
-    card = await sam.expect("Complaint C-")
+    harness, sam, alice, card = await file_and_announce(harness_factory)
     await harness.settle()  # the announcement has linked its topic (a person is never faster)
 
     await sam.send("Courier says it left the depot sealed", thread_id=card.thread_id)
