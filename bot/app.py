@@ -3,7 +3,7 @@
 
 Design decisions:
 - **One database session per update.** :class:`DeskApplication` wraps each update (every
-  handler group and the error handler) in ``handlers.deps.update_scope``.
+  handler group and the error handler) in ``handlers.core.context.update_scope``.
 - **Ordered per chat, concurrent across chats.** PTB processes updates one at a time by default;
   one slow chat would stall everyone. :class:`PerChatUpdateProcessor` runs up to
   ``MAX_CONCURRENT_UPDATES`` updates at once but never two of the same chat (or, without a
@@ -11,12 +11,12 @@ Design decisions:
 - **Flood control.** ``AIORateLimiter`` throttles to Telegram's limits and retries a 429 after
   its ``retry_after`` (up to ``RATE_LIMIT_RETRIES`` times) instead of failing the handler.
 - **No token in logs.** The token is registered with ``bot.logging_setup``'s redaction filter.
-- **Periodic work** (expired flows, reminders, SLA checks): ``sweepers()`` lists
+- **Periodic work** (expired flows, reminders, SLA checks): ``handlers.sweepers()`` lists
   ``async def sweep(context: DeskContext)`` functions; the application runs each every
   ``sweep_interval_seconds`` in its own scope (session). State lives in the database, so a
   restart loses nothing. (PTB's JobQueue would need APScheduler; this needs nothing.)
 
-Feature modules plug in by adding to :func:`conversation_handlers` and :func:`sweepers`.
+Which handlers exist, and in which order, is decided in one place: ``handlers.handler_groups``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from telegram import BotCommandScopeAllPrivateChats, Update
+from telegram import Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -39,27 +39,13 @@ from telegram.ext import (
     ContextTypes,
 )
 
+import handlers
 from bot.logging_setup import protect_secret
 from bot.settings import ConfigurationError, Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
-from handlers import (
-    agent_group,
-    basic,
-    complaint_flow,
-    csat,
-    customer_data,
-    customer_handoff,
-    customer_identity,
-    customer_kb,
-    errors,
-    queue,
-    relay,
-    supervisor,
-    updates,
-)
-from handlers.config import DeskConfig
-from handlers.deps import DEPS_KEY, Deps, DeskContext, update_scope
-from handlers.texts import Texts
+from handlers.core.config import DeskConfig
+from handlers.core.context import DEPS_KEY, Deps, DeskContext, update_scope
+from handlers.core.texts import Texts
 from knowledge_base.holder import KnowledgeBaseHolder
 
 log = logging.getLogger(__name__)
@@ -184,32 +170,6 @@ def desk_config_from_settings(settings: Settings) -> DeskConfig:
     )
 
 
-def conversation_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[Any, Any, Any]]:
-    """Group-0 handlers in priority order. Feature modules add their ``build_handlers`` here,
-    before the fallbacks (which match any command / non-text message)."""
-    return [
-        *basic.build_handlers(config, texts),
-        # The agents' group, supervisors' commands, ratings after a handoff.
-        *agent_group.build_handlers(config.agent_chat_id is not None),
-        *supervisor.build_handlers(),
-        *csat.build_handlers(),
-        # The customer's side (private chats); customer_kb last: it takes any plain text.
-        *customer_identity.build_handlers(config, texts),
-        *complaint_flow.build_handlers(config, texts),
-        *customer_handoff.build_handlers(config, texts),
-        *customer_data.build_handlers(config, texts),
-        *customer_kb.build_handlers(config, texts),
-    ]
-
-
-def sweepers(config: DeskConfig) -> list[Sweeper]:
-    """Periodic jobs; feature modules add theirs here (``async def sweep(context)``)."""
-    return [
-        queue.sweep_reminders,
-        complaint_flow.sweep_expired_flows,
-    ]
-
-
 def build_application(
     settings: Settings,
     *,
@@ -236,8 +196,7 @@ def build_application(
     deps = Deps(session_factory=session_factory, config=config, texts=texts, kb_holder=kb_holder)
 
     async def post_init(app: Application) -> None:
-        await set_command_menus(app, texts)
-        await agent_group.prepare_agent_chat(app.bot, config.agent_chat_id, texts)
+        await handlers.on_start(app.bot, config, texts)
 
     async def post_shutdown(app: Application) -> None:
         if owns_engine:
@@ -265,15 +224,10 @@ def build_application(
     assert isinstance(application, DeskApplication)
     application.bot_data[DEPS_KEY] = deps
 
-    for handler, group in updates.build_handlers():
-        application.add_handler(handler, group=group)
-    # The handoff relay: after the inbound recorder, before group 0.
-    application.add_handlers(relay.customer_handlers(), group=relay.RELAY_GROUP)
-    application.add_handlers(conversation_handlers(config, texts))
-    application.add_handlers(list(extra_handlers))
-    application.add_handlers(basic.build_fallback_handlers(config, texts))
-    application.add_error_handler(errors.on_error)
-    application.sweepers.extend(sweepers(config))
+    for group, group_handlers in handlers.handler_groups(config, texts, extra_handlers):
+        application.add_handlers(group_handlers, group=group)
+    application.add_error_handler(handlers.on_error)
+    application.sweepers.extend(handlers.sweepers())
     return application
 
 
@@ -294,15 +248,3 @@ def load_knowledge_base(settings: Settings) -> KnowledgeBaseHolder:
     for problem in problems:
         log.warning("knowledge base: %s", problem)
     return holder
-
-
-async def set_command_menus(app: Application, texts: Texts) -> None:
-    """The customer command menu, in English by default and in each shipped translation."""
-    # Private chats only: the agents' group should not offer customers' commands.
-    scope = BotCommandScopeAllPrivateChats()
-    await app.bot.set_my_commands(basic.command_menu(texts, None), scope=scope)
-    for lang in texts.languages():
-        if lang != texts.default_language:
-            await app.bot.set_my_commands(
-                basic.command_menu(texts, lang), scope=scope, language_code=lang
-            )

@@ -1,0 +1,79 @@
+"""Telegram conversation logic, one package per audience, and the one ordered registration.
+
+- ``core/``: what every handler stands on (context, config, handler groups, callback data,
+  texts, sending, inbound logging, flows, formatting, errors, guards, membership).
+- ``customer/``: a customer's private chat with the bot.
+- ``agents/``: the agents' group.
+- ``supervisor/``: supervisors' commands.
+
+:func:`handler_groups` is the only place that decides which handler sees an update before
+which; ``bot.app`` registers exactly what it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from telegram import Bot, BotCommandScopeAllPrivateChats
+from telegram.ext import BaseHandler
+
+from handlers import agents, customer, supervisor
+from handlers.agents import reminders, setup
+from handlers.core import inbound
+from handlers.core.config import DeskConfig
+from handlers.core.context import DeskContext
+from handlers.core.errors import on_error
+from handlers.core.groups import Group
+from handlers.core.texts import Texts
+from handlers.customer import complaint_flow, menu
+
+Handlers = list[BaseHandler[Any, Any, Any]]
+Sweeper = Callable[[DeskContext], Awaitable[None]]
+
+__all__ = ["Group", "handler_groups", "on_error", "on_start", "sweepers"]
+
+
+def handler_groups(
+    config: DeskConfig, texts: Texts, extra: Sequence[BaseHandler[Any, Any, Any]] = ()
+) -> list[tuple[Group, Handlers]]:
+    """Every handler, by group, in the order PTB tries them. ``extra`` (tests) goes just
+    before the fallbacks."""
+    conversation: Handlers = [
+        # /start and /help first: they work whatever else is going on.
+        *customer.build_start_handlers(config, texts),
+        # The agents' group and supervisors' commands (their filters never match a customer's
+        # plain message, so their place before the customer's handlers costs nothing).
+        *agents.build_handlers(config),
+        *supervisor.build_handlers(),
+        # The customer's side; its knowledge-base handler last: it takes any plain text.
+        *customer.build_handlers(config, texts),
+        *extra,
+        # Whatever nobody handled: unknown commands, unsupported content.
+        *customer.build_fallback_handlers(config, texts),
+    ]
+    return [
+        (Group.INBOUND, inbound.build_handlers()),
+        (Group.FLOWS, customer.build_flow_handlers()),
+        (Group.RELAY, agents.build_relay_handlers()),
+        (Group.CONVERSATION, conversation),
+    ]
+
+
+def sweepers() -> list[Sweeper]:
+    """Periodic jobs, each run every ``sweep_interval_seconds`` in its own session."""
+    return [reminders.sweep_reminders, complaint_flow.sweep_expired_flows]
+
+
+async def on_start(bot: Bot, config: DeskConfig, texts: Texts) -> None:
+    """At start-up: the command menus (customers', in every shipped language, and the agents'
+    group's) and a check of the bot's rights in the agents' group."""
+    # Private chats only: the agents' group should not offer customers' commands.
+    scope = BotCommandScopeAllPrivateChats()
+    await bot.set_my_commands(menu.command_menu(texts, None), scope=scope)
+    for lang in texts.languages():
+        if lang != texts.default_language:
+            await bot.set_my_commands(
+                menu.command_menu(texts, lang), scope=scope, language_code=lang
+            )
+    await setup.prepare_agent_chat(bot, config.agent_chat_id, texts)

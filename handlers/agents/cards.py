@@ -1,0 +1,344 @@
+"""The cards agents see, and their buttons: who the customer is, what they are worth, what
+went wrong before, what the bot already tried, and what they said — in one Telegram message.
+
+Data is gathered into plain dicts (view models) and rendered by the ``card_*`` templates; the
+transcript is trimmed (oldest lines first) until the card fits Telegram's 4096 characters.
+Cards are built here and refreshed here (:func:`relabel_card`); posting them into the group is
+``handlers.agents.announce``'s job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
+
+from crm_core.clock import as_utc
+from crm_core.models import (
+    Agent,
+    Complaint,
+    Customer,
+    Direction,
+    Handoff,
+    InteractionKind,
+    InteractionPublic,
+)
+from crm_core.services.complaints import list_customer_complaints
+from crm_core.services.customer360 import Customer360, get_customer_360
+from crm_core.services.interactions import recent_interactions
+from handlers.core.callbacks import Prefix, build
+from handlers.core.context import DeskContext
+from handlers.core.format import (
+    clip,
+    display_name,
+    format_date,
+    format_money,
+    status_label,
+    utf16_len,
+)
+from handlers.core.send import answer_query, plain_text, release
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 4096
+# Room kept free for what the claim edit or a topic name adds, and for safety.
+CARD_LIMIT = MESSAGE_LIMIT - 96
+TRANSCRIPT_LINES = 12
+TRANSCRIPT_LINE_CHARS = 300
+BOT_LINE_CHARS = 120
+RECENT_COMPLAINTS = 5
+KB_KINDS = (InteractionKind.kb_answer, InteractionKind.kb_suggest, InteractionKind.kb_feedback)
+TRANSCRIPT_KINDS = (
+    InteractionKind.message, InteractionKind.command, InteractionKind.kb_answer,
+    InteractionKind.kb_suggest, InteractionKind.kb_none, InteractionKind.agent_reply,
+)  # fmt: skip
+VALUABLE_TIERS = frozenset({"top", "high"})
+
+
+async def customer_name(context: DeskContext, customer_id: int | None) -> str:
+    """How agents see the customer named (``Customer #12`` when the record has no name)."""
+    customer = await context.session.get(Customer, customer_id) if customer_id else None
+    await context.session.commit()  # read only: do not hold SQLite's write lock
+    return display_name(customer.name if customer else None, customer_id)
+
+
+@dataclass
+class CustomerView:
+    """What the customer part of every card shows."""
+
+    id: int
+    name: str
+    username: str | None
+    phone: str | None
+    email: str | None
+    verified: bool
+    since: str
+    segment: str | None
+    tier: str | None
+    lifetime_value: str | None
+    purchases: int
+    last_purchase: str
+    open_complaints: list[dict[str, str]]
+    recent_complaints: list[dict[str, str]]
+
+    @property
+    def valuable(self) -> bool:
+        return self.tier in VALUABLE_TIERS
+
+
+async def customer_view(
+    context: DeskContext, customer_id: int, *, now: datetime | None = None
+) -> tuple[CustomerView, Customer360]:
+    session = context.session
+    c360 = await get_customer_360(session=session, customer_id=customer_id, now=now)
+    customer = c360.customer
+    complaints = await list_customer_complaints(session=session, customer_id=customer.id)
+    username = next((i.username for i in reversed(c360.identities) if i.username), None)
+    open_refs = {c.reference for c in c360.open_complaints}
+    view = CustomerView(
+        id=customer.id,
+        name=display_name(customer.name, customer.id),
+        username=username,
+        phone=customer.phone,
+        email=customer.email,
+        verified=customer.identity_verified,
+        since=format_date(customer.first_seen_at or customer.created_at),
+        segment=c360.rfm.segment if c360.rfm else None,
+        tier=c360.rfm.tier if c360.rfm else None,
+        lifetime_value=(
+            format_money(c360.lifetime_value_minor, c360.currency) if c360.purchase_count else None
+        ),
+        purchases=c360.purchase_count,
+        last_purchase=format_date(c360.last_purchase_at),
+        open_complaints=[_complaint_line(c) for c in c360.open_complaints],
+        recent_complaints=[_complaint_line(c) for c in complaints if c.reference not in open_refs][
+            :RECENT_COMPLAINTS
+        ],
+    )
+    return view, c360
+
+
+def _complaint_line(complaint: Any) -> dict[str, str]:
+    return {
+        "reference": str(complaint.reference),
+        "status": status_label(complaint.status) if hasattr(complaint.status, "value") else "",
+        "category": str(getattr(complaint.category, "value", complaint.category)),
+        "severity": str(getattr(complaint.severity, "value", complaint.severity)),
+        "description": clip(complaint.description, 80),
+    }
+
+
+def kb_attempts(interactions: list[InteractionPublic]) -> list[dict[str, Any]]:
+    """Articles the bot offered, in order, with how confident it was and whether they helped."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in interactions:
+        details = item.details or {}
+        listed = details.get("candidates") or details.get("articles")
+        entries = listed if isinstance(listed, list) else None
+        for entry in entries or [details]:
+            if not isinstance(entry, dict) or not entry.get("article_id"):
+                continue
+            article_id = str(entry["article_id"])
+            row = found.setdefault(
+                article_id,
+                {"title": article_id, "how": None, "confidence": None, "helpful": None},
+            )
+            if entry.get("title"):
+                row["title"] = clip(str(entry["title"]), 80)
+            if item.kind == InteractionKind.kb_feedback:
+                helpful = entry.get("helpful", details.get("helpful"))
+                if isinstance(helpful, bool):
+                    row["helpful"] = helpful
+                continue
+            how = "answered" if item.kind == InteractionKind.kb_answer else "suggested"
+            row["how"] = "answered" if row["how"] == "answered" else how
+            confidence = entry.get("confidence", details.get("confidence"))
+            if isinstance(confidence, int | float):
+                row["confidence"] = f"{float(confidence):.0%}"
+    return list(found.values())
+
+
+def transcript_lines(
+    interactions: list[InteractionPublic], customer_name: str
+) -> list[dict[str, str]]:
+    lines = []
+    for item in interactions:
+        if item.kind not in TRANSCRIPT_KINDS or not (item.text or "").strip():
+            continue
+        if item.direction == Direction.inbound:
+            who = customer_name
+        elif item.kind == InteractionKind.agent_reply:
+            who = str((item.details or {}).get("agent_name") or "Agent")
+        else:
+            who = "Bot"
+        when = as_utc(item.occurred_at).strftime("%H:%M")
+        # The bot's answers are articles the agents can look up: a glimpse is enough.
+        limit = BOT_LINE_CHARS if who == "Bot" else TRANSCRIPT_LINE_CHARS
+        lines.append({"who": who, "when": when, "text": clip(item.text, limit)})
+    return lines
+
+
+def fit_card(render: Any, transcript: list[dict[str, str]]) -> str:
+    """Render with as much of the transcript (newest kept) as fits one message."""
+    lines = list(transcript[-TRANSCRIPT_LINES:])
+    while True:
+        html = str(render(transcript=lines, trimmed=len(lines) < len(transcript)))
+        if utf16_len(plain_text(html)) <= CARD_LIMIT or not lines:
+            return html
+        lines = lines[max(1, len(lines) // 4) :] if len(lines) > 8 else lines[1:]
+
+
+async def handoff_card_html(context: DeskContext, handoff: Handoff) -> str:
+    """The full context card that opens a handoff in the agents' group."""
+    assert handoff.customer_id is not None
+    view, _ = await customer_view(context, handoff.customer_id)
+    kb_rows = await recent_interactions(
+        session=context.session, customer_id=view.id, limit=30, kinds=KB_KINDS
+    )
+    convo = await recent_interactions(
+        session=context.session, customer_id=view.id, limit=40, kinds=TRANSCRIPT_KINDS
+    )
+    complaint = await _complaint(context.session, handoff.complaint_id)
+    kb = kb_attempts([InteractionPublic.model_validate(i) for i in kb_rows])
+    transcript = transcript_lines([InteractionPublic.model_validate(i) for i in convo], view.name)
+    texts, lang = context.deps.texts, context.deps.config.default_language
+
+    def render(**extra: Any) -> str:
+        return texts.render(
+            "card_handoff",
+            lang,
+            c=view,
+            handoff=handoff,
+            reference=handoff_reference(handoff, complaint),
+            complaint=complaint,
+            reason=clip(handoff.reason, 600) if handoff.reason else None,
+            last_question=_last_question(transcript, view.name),
+            kb=kb,
+            requested=as_utc(handoff.requested_at).strftime("%d %b, %H:%M UTC"),
+            **extra,
+        )
+
+    return fit_card(render, transcript)
+
+
+def _last_question(transcript: list[dict[str, str]], customer_name: str) -> str | None:
+    """What the customer last asked (not a command): the likely reason for the handoff."""
+    for line in reversed(transcript):
+        if line["who"] == customer_name and not line["text"].startswith("/"):
+            return clip(line["text"], 300)
+    return None
+
+
+async def complaint_card_html(context: DeskContext, complaint: Complaint) -> str:
+    """A new complaint, with the customer's context, for the agents' group."""
+    assert complaint.customer_id is not None
+    view, _ = await customer_view(context, complaint.customer_id)
+    others = [c for c in view.open_complaints if c["reference"] != complaint.reference]
+    view.open_complaints = others
+    html = context.deps.texts.render(
+        "card_complaint",
+        context.deps.config.default_language,
+        c=view,
+        complaint=complaint,
+        status=status_label(complaint.status),
+        description=clip(complaint.description, 1500),
+        sla_due=as_utc(complaint.sla_due_at).strftime("%d %b %Y, %H:%M UTC")
+        if complaint.sla_due_at
+        else "—",
+        attachments=len(complaint.attachments or []),
+    )
+    return html
+
+
+async def customer_card_html(context: DeskContext, customer_id: int) -> str:
+    """The 360° view for ``/customer``."""
+    view, c360 = await customer_view(context, customer_id)
+    transcript = transcript_lines(c360.recent_interactions, view.name)
+    texts, lang = context.deps.texts, context.deps.config.default_language
+    handoff = c360.open_handoff
+
+    def render(**extra: Any) -> str:
+        return texts.render("card_customer_360", lang, c=view, handoff=handoff, **extra)
+
+    return fit_card(render, transcript)
+
+
+async def _complaint(session: AsyncSession, complaint_id: int | None) -> Complaint | None:
+    if complaint_id is None:
+        return None
+    complaint = await session.get(Complaint, complaint_id)
+    await session.commit()
+    return complaint
+
+
+def handoff_reference(handoff: Handoff, complaint: Complaint | None = None) -> str:
+    """How agents name a handoff: ``H-12`` (with the complaint's reference when it has one)."""
+    base = f"H-{handoff.id}"
+    return f"{base} / {complaint.reference}" if complaint is not None else base
+
+
+# --------------------------------------------------------------------------------------------
+# Buttons on cards, and refreshing them
+# --------------------------------------------------------------------------------------------
+
+
+def claim_keyboard(context: DeskContext, handoff: Handoff) -> InlineKeyboardMarkup:
+    label = context.deps.texts.render_plain(
+        "agent_claim_button", context.deps.config.default_language
+    )
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=build(Prefix.HANDOFF_CLAIM, handoff.id))]]
+    )
+
+
+def complaint_keyboard(context: DeskContext, complaint: Complaint) -> InlineKeyboardMarkup:
+    texts, lang = context.deps.texts, context.deps.config.default_language
+
+    def button(label: str, data: str) -> InlineKeyboardButton:
+        return InlineKeyboardButton(texts.render_plain(label, lang), callback_data=data)
+
+    status = [
+        button(f"agent_btn_{s}", build(Prefix.COMPLAINT_STATUS, complaint.id, s))
+        for s in ("in_progress", "resolved", "closed")
+    ]
+    assign = button("agent_btn_assign", build(Prefix.COMPLAINT_ASSIGN, complaint.id))
+    return InlineKeyboardMarkup([status, [assign]])
+
+
+def label_markup(context: DeskContext, template: str, **values: Any) -> InlineKeyboardMarkup:
+    """A keyboard whose only button is a label (pressing it does nothing)."""
+    label = context.deps.texts.render_plain(
+        template, context.deps.config.default_language, **values
+    )
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=build(Prefix.NOOP))]])
+
+
+def claimed_markup(context: DeskContext, agent: Agent) -> InlineKeyboardMarkup:
+    return label_markup(context, "agent_claimed_button", name=agent.display_name)
+
+
+async def relabel_card(
+    context: DeskContext, handoff: Handoff, template: str, **values: Any
+) -> None:
+    """Show the handoff's state on its card's button (best effort: the card may be gone)."""
+    if handoff.chat_id is None or handoff.card_message_id is None:
+        return
+    await release(context)
+    try:
+        await context.bot.edit_message_reply_markup(
+            chat_id=handoff.chat_id,
+            message_id=handoff.card_message_id,
+            reply_markup=label_markup(context, template, **values),
+        )
+    except TelegramError as error:
+        log.info("could not relabel the card of handoff %s: %s", handoff.id, error)
+
+
+async def on_label_button(update: Update, context: DeskContext) -> None:
+    """A label button (e.g. "Sam is on it"): just stop the spinner."""
+    await answer_query(update)

@@ -1,0 +1,142 @@
+"""Who may act as an agent, and which chat is the agents' group (the guards in
+``handlers.core.guards`` are built on this).
+
+- The agents' group is ``DESKBOT_AGENT_CHAT_ID`` unless Telegram migrated it to a supergroup:
+  the new id is then kept in app state (key ``agent_chat_id``) and read first, so every
+  instance and every restart follows the migration. The stored id applies only while the
+  configured id is the one it migrated from (an operator who configures another group wins).
+- Agents are the group's members, checked with ``getChatMember`` and cached for
+  ``membership_cache_seconds``. Anyone else gets no agent powers.
+- Each acting member gets an ``Agent`` row (``ensure_agent``); ``supervisor_ids`` are
+  supervisors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from telegram import Update
+from telegram.constants import ChatMemberStatus
+from telegram.error import TelegramError
+
+from crm_core.models import Agent, AgentRole
+from crm_core.services.agents import ensure_agent
+from crm_core.services.app_state import get_state, set_state
+from crm_core.services.handoffs import move_handoff_chat
+from handlers.core.context import DeskContext
+from handlers.core.send import answer_query, reply
+
+log = logging.getLogger(__name__)
+
+AGENT_CHAT_STATE_KEY = "agent_chat_id"
+MEMBERSHIP_CACHE_KEY = "agent_membership_cache"
+_MEMBER_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.MEMBER}
+
+
+async def agent_chat_id(context: DeskContext) -> int | None:
+    """The agents' group as it is now (after any migration), or None when not configured."""
+    configured = context.deps.config.agent_chat_id
+    if configured is None:
+        return None
+    state = await get_state(session=context.session, key=AGENT_CHAT_STATE_KEY)
+    if state and state.get("configured") == configured and isinstance(state.get("chat_id"), int):
+        return int(state["chat_id"])
+    return configured
+
+
+async def follow_migration(context: DeskContext, old_chat_id: int, new_chat_id: int) -> None:
+    """Telegram moved the group: remember the new id and move every handoff/complaint/link."""
+    configured = context.deps.config.agent_chat_id
+    if old_chat_id == new_chat_id or configured is None:
+        return
+    await set_state(
+        session=context.session,
+        key=AGENT_CHAT_STATE_KEY,
+        value={"configured": configured, "chat_id": new_chat_id, "migrated_from": old_chat_id},
+    )
+    moved = await move_handoff_chat(
+        session=context.session, old_chat_id=old_chat_id, new_chat_id=new_chat_id
+    )
+    _membership_cache(context).clear()
+    log.warning(
+        "agents' group migrated from %s to %s; %s rows follow", old_chat_id, new_chat_id, moved
+    )
+
+
+def _membership_cache(context: DeskContext) -> dict[tuple[int, int], tuple[bool, float]]:
+    cache: Any = context.application.bot_data.setdefault(MEMBERSHIP_CACHE_KEY, {})
+    return cache
+
+
+async def is_group_member(context: DeskContext, chat_id: int, user_id: int) -> bool:
+    """Is ``user_id`` a member of the group now? (getChatMember, cached briefly)"""
+    cache = _membership_cache(context)
+    now = time.monotonic()
+    hit = cache.get((chat_id, user_id))
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    try:
+        member = await context.bot.get_chat_member(chat_id, user_id)
+    except TelegramError as error:
+        log.info("membership of %s in %s unknown: %s", user_id, chat_id, error)
+        return False
+    status = member.status
+    is_member = status in _MEMBER_STATUSES or (
+        status == ChatMemberStatus.RESTRICTED and bool(getattr(member, "is_member", False))
+    )
+    ttl = context.deps.config.membership_cache_seconds
+    if ttl > 0:
+        cache[(chat_id, user_id)] = (is_member, now + ttl)
+    return is_member
+
+
+async def in_agent_chat(update: Update, context: DeskContext) -> int | None:
+    """The agents' group id when this update comes from it, else None."""
+    chat = update.effective_chat
+    if chat is None:
+        return None
+    group_id = await agent_chat_id(context)
+    return group_id if group_id is not None and chat.id == group_id else None
+
+
+async def acting_agent(update: Update, context: DeskContext) -> Agent | None:
+    """The Agent behind this group update, or None (after telling a non-member no).
+
+    Updates from other chats return None silently: the bot may sit in other groups.
+    """
+    user = update.effective_user
+    group_id = await in_agent_chat(update, context)
+    if group_id is None or user is None or user.is_bot:
+        return None
+    if not await is_group_member(context, group_id, user.id):
+        log.info("refused agent action by non-member %s", user.id)
+        await refuse(update, context, "agent_refused")
+        return None
+    config = context.deps.config
+    role = AgentRole.supervisor if config.is_supervisor(user.id) else AgentRole.agent
+    agent = await ensure_agent(
+        session=context.session,
+        telegram_user_id=user.id,
+        display_name=user.full_name or str(user.id),
+        role=role,
+    )
+    if not agent.active:  # deactivated by an operator: still in the group, but no powers
+        log.info("refused agent action by deactivated agent %s", agent.id)
+        await refuse(update, context, "agent_inactive")
+        return None
+    return agent
+
+
+async def refuse(update: Update, context: DeskContext, template: str) -> None:
+    """Say no: an alert on a button, a short reply to a message."""
+    if update.callback_query is not None:
+        text = context.deps.texts.render_plain(template, context.lang)
+        await answer_query(update, text, alert=True)
+        return
+    if update.effective_message is not None:
+        try:
+            await reply(context, template)
+        except TelegramError as error:
+            log.info("could not refuse in chat %s: %s", update.effective_message.chat_id, error)

@@ -1,0 +1,76 @@
+"""Every customer-facing text is a Jinja2 template in ``handlers/templates/<lang>/<name>.j2``.
+
+Templates produce Telegram HTML (``parse_mode=HTML``) with autoescape ON, so a customer named
+``<b>&`` is shown literally and never breaks a message. ``StrictUndefined`` turns a missing
+variable into an error in tests instead of an empty gap in production.
+
+Usage::
+
+    texts = Texts()
+    html = texts.render("greeting", "de-DE", first_name=user.first_name)
+
+The language is the customer's Telegram ``language_code``; the first of ``de-de``, ``de`` and
+English that has the template wins, so a partial translation falls back per template.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from knowledge_base.split import split_telegram_html
+
+TEMPLATES_DIR = Path(__file__).parent.parent / "templates"
+DEFAULT_LANGUAGE = "en"
+
+
+class Texts:
+    """Renders templates for a language, falling back to English."""
+
+    def __init__(self, templates_dir: Path = TEMPLATES_DIR, default_language: str = "en") -> None:
+        self.templates_dir = templates_dir
+        self.default_language = default_language
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates_dir)),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+
+    def languages(self) -> list[str]:
+        return sorted(p.name for p in self.templates_dir.iterdir() if p.is_dir())
+
+    def resolve(self, name: str, lang: str | None) -> str:
+        """The template path used for ``name`` in ``lang`` (after fallback)."""
+        for candidate in _language_candidates(lang, self.default_language):
+            path = f"{candidate}/{name}.j2"
+            if (self.templates_dir / path).is_file():
+                return path
+        raise jinja2.TemplateNotFound(f"{self.default_language}/{name}.j2")
+
+    def render(self, template: str, lang: str | None = None, /, **ctx: Any) -> str:
+        """Render ``template`` as Telegram HTML, stripped of surrounding whitespace."""
+        return self.env.get_template(self.resolve(template, lang)).render(**ctx).strip()
+
+    def render_plain(self, template: str, lang: str | None = None, /, **ctx: Any) -> str:
+        """Render and un-escape, for places that take plain text (command menu, button labels)."""
+        return html_lib.unescape(self.render(template, lang, **ctx))
+
+
+def _language_candidates(lang: str | None, default: str) -> list[str]:
+    candidates: list[str] = []
+    if lang:
+        code = lang.strip().lower().replace("_", "-")
+        candidates += [code, code.split("-")[0]]
+    candidates.append(default)
+    return list(dict.fromkeys(c for c in candidates if re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]+)?", c)))
+
+
+# Splitting long HTML into messages lives in the knowledge base package (articles need it too).
+__all__ = ["Texts", "split_telegram_html"]

@@ -1,0 +1,102 @@
+"""Posting into the agents' group: topics and cards, recovered when Telegram says no."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from handlers.agents.announce import TOPIC_NAME_LIMIT, topic_name
+from tests.handlers.conftest import HarnessFactory
+from tests.handlers.desk import GROUP_ID, drain, latest_handoff, open_handoff, start
+
+
+async def test_deleted_topic_is_recreated_and_the_relay_carries_on(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    assert card.thread_id is not None
+    harness.fake.delete_topic(GROUP_ID, card.thread_id)
+
+    await alice.send("Still waiting...")
+
+    continued = await sam.expect("(continued)")
+    new_thread = continued.thread_id
+    assert new_thread is not None and new_thread != card.thread_id
+    assert continued.button("Claim")  # still waiting: claimable from the new card
+    relayed = await sam.expect("Still waiting...", thread_id=new_thread)
+    assert relayed.text == "Alice: Still waiting..."
+    assert (await latest_handoff(harness)).topic_id == new_thread
+    await sam.send("Here now", thread_id=new_thread)
+    await alice.expect("Here now")
+
+
+async def test_closed_topic_is_reopened(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    assert card.thread_id is not None
+    group.topics[card.thread_id].closed = True
+    harness.fake.fail_next("sendMessage", 400, "Bad Request: TOPIC_CLOSED")
+
+    await alice.send("Hello?")
+
+    await sam.expect("Alice: Hello?", thread_id=card.thread_id)
+    assert not group.topics[card.thread_id].closed
+
+
+async def test_a_failed_announcement_is_made_good_by_the_next_message(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    harness.fake.fail_next("createForumTopic", 400, "Bad Request: not enough rights")
+    await alice.send("My parcel never arrived")
+    await drain(harness, alice)
+    await alice.ask("/human", contains="person")  # the customer is not bothered with it
+    await harness.settle()
+    assert not harness.fake.sent_to(GROUP_ID)
+
+    await alice.send("Hello?")
+
+    card = await sam.expect("Handoff H-")
+    assert "My parcel never arrived" in card.text and card.button("Claim")
+    await sam.expect("Alice: Hello?", thread_id=card.thread_id)
+
+
+@given(st.text(min_size=0, max_size=400))
+def test_topic_name_always_fits_and_keeps_the_reference(name: str) -> None:
+    title = topic_name(name, "H-12 / C-000034")
+    assert 1 <= len(title) <= TOPIC_NAME_LIMIT
+    assert title.endswith(" · H-12 / C-000034")
+
+
+async def test_handoff_and_complaint_reach_the_agents_group(
+    harness_factory: HarnessFactory,
+) -> None:
+    group_id = -1001000000001
+    harness = await harness_factory(agent_chat_id=group_id)
+    group = harness.agents_group(group_id)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    answer = await alice.ask("i forgot my password", contains="I forgot my password")
+    await alice.press("Not helpful", answer)
+    offer = await alice.expect("did not help")
+
+    await alice.press("Talk to a person", offer)
+
+    await alice.expect("They will reply here")
+    card = await sam.expect("Handoff")
+    assert "I forgot my password" in card.text and "did not help" in card.text
+
+    await alice.ask("/complaint", contains="What is it about?")
+    await alice.press("Price")
+    await alice.ask("Too expensive <b>&", contains="Submit it?")
+    await alice.press("Submit")
+    filed = await alice.expect("registered as")
+    reference = filed.text.split("registered as ")[1].split(".")[0]
+    assert reference in (await sam.expect(reference)).text

@@ -1,0 +1,124 @@
+"""The cards agents see: what they show and that they fit one message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from crm_core.models import (
+    Direction,
+    InteractionKind,
+    InteractionPublic,
+)
+from handlers.agents.cards import CARD_LIMIT, fit_card, kb_attempts, transcript_lines
+from handlers.core.format import utf16_len
+from handlers.core.send import plain_text
+from handlers.core.texts import Texts
+from tests.handlers.conftest import HarnessFactory
+from tests.handlers.desk import GROUP_ID, drain, start
+
+
+async def test_long_conversation_card_fits_one_message(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    for n in range(14):
+        await alice.send(f"complaint part {n}: " + "the parcel & the box <were> damaged " * 40)
+    await drain(harness, alice)
+
+    await alice.ask("/human", contains="person")
+
+    card = await sam.expect("Handoff H-")
+    cards = [m for m in harness.fake.sent_to(GROUP_ID) if m.thread_id == card.thread_id]
+    assert len(cards) == 1 and len(card.text) <= 4096
+    assert "earlier messages left out" in card.text
+    assert "complaint part 13" in card.text and "<were>" in card.text  # newest kept, escaped
+
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def interaction(kind: InteractionKind, details: dict[str, Any], **kw: Any) -> InteractionPublic:
+    values: dict[str, Any] = {
+        "id": 1, "customer_id": 1, "handoff_id": None, "complaint_id": None,
+        "channel": "telegram", "direction": Direction.outbound, "kind": kind,
+        "text": None, "details": details, "occurred_at": NOW, **kw,
+    }  # fmt: skip
+    return InteractionPublic(**values)
+
+
+def test_kb_attempts_merge_answers_suggestions_and_feedback() -> None:
+    rows = [
+        interaction(
+            InteractionKind.kb_suggest,
+            {
+                "verdict": "suggest",
+                "candidates": [
+                    {"article_id": "returns", "title": "Returns", "confidence": 0.5},
+                    {"article_id": "refunds", "title": "Refunds", "confidence": 0.45},
+                ],
+            },
+        ),
+        interaction(
+            InteractionKind.kb_answer,
+            {"verdict": "answer", "article_id": "returns", "title": "Returns", "confidence": 0.9},
+        ),
+        interaction(
+            InteractionKind.kb_feedback,
+            {"article_id": "returns", "title": "Returns", "helpful": False},
+            direction=Direction.inbound,
+        ),
+    ]
+    assert kb_attempts(rows) == [
+        {"title": "Returns", "how": "answered", "confidence": "90%", "helpful": False},
+        {"title": "Refunds", "how": "suggested", "confidence": "45%", "helpful": None},
+    ]
+
+
+def test_transcript_names_speakers_and_skips_events() -> None:
+    rows = [
+        interaction(InteractionKind.message, {}, text="hi", direction=Direction.inbound),
+        interaction(InteractionKind.handoff_event, {"action": "opened"}, text=None),
+        interaction(InteractionKind.agent_reply, {"agent_name": "Sam"}, text="hello"),
+        interaction(InteractionKind.kb_answer, {}, text="x" * 500),
+    ]
+    lines = transcript_lines(rows, "Alice")
+    assert [(line["who"], len(line["text"])) for line in lines] == [
+        ("Alice", 2), ("Sam", 5), ("Bot", 120),
+    ]  # fmt: skip
+
+
+def test_fit_card_drops_oldest_lines_until_it_fits() -> None:
+    texts = Texts()
+    transcript = [
+        {"who": "Alice", "when": "12:00", "text": f"{n} " + "é<&" * 99} for n in range(30)
+    ]
+
+    def render(**extra: Any) -> str:
+        return texts.render("card_transcript", "en", **extra)
+
+    html = fit_card(render, transcript)
+    shown = plain_text(html)
+    assert utf16_len(shown) <= CARD_LIMIT
+    assert "Alice: 29 é<&" in shown and "Alice: 0 é<&" not in shown
+    assert "earlier messages left out" in shown
+
+
+@pytest.mark.parametrize("verified", [True, False])
+def test_customer_card_shows_phone_email_and_since_on_their_own_lines(verified: bool) -> None:
+    customer = SimpleNamespace(
+        name="Al", username="al", id=1, phone="+4915112345678", verified=verified,
+        email="al@example.com", since="01 Jan 2026", tier=None, segment=None,
+        lifetime_value=None, purchases=0, last_purchase=None, open_complaints=[],
+        recent_complaints=[],
+    )  # fmt: skip
+    lines = Texts().render("card_customer", "en", c=customer).splitlines()
+    mark = " (verified)" if verified else ""
+    assert lines[1:4] == [
+        f"📞 +4915112345678{mark}",
+        f"✉️ al@example.com{mark}",
+        "Customer since 01 Jan 2026",
+    ]

@@ -1,0 +1,163 @@
+"""Agents working complaints: /status, /assign, /severity and the card's buttons."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import NamedTuple
+
+from sqlmodel import select
+from telegram import Update
+from telegram.ext import CommandHandler
+
+from crm_core.models import Complaint, ComplaintEvent, ComplaintStatus
+from crm_core.services.complaints import file_complaint
+from handlers.agents.announce import announce_complaint
+from handlers.core.context import DeskContext
+from tests.fakes.bot_api import StoredMessage
+from tests.handlers.conftest import BOTH_DATABASES, Agent, Customer, Harness, HarnessFactory
+from tests.handlers.desk import GROUP_ID, drain
+
+
+async def file_test_complaint(update: Update, context: DeskContext) -> None:
+    """/filetest <text>: file a delivery complaint for the sender and announce it."""
+    assert context.customer_id is not None
+    complaint = await file_complaint(
+        session=context.session,
+        customer_id=context.customer_id,
+        category="delivery",
+        severity="high",
+        description=" ".join(context.args or []) or "Parcel lost",
+    )
+    assert complaint.id is not None
+    await announce_complaint(context, complaint_id=complaint.id)
+
+
+async def start(harness_factory: HarnessFactory, *, forum: bool = True) -> Harness:
+    harness = await harness_factory(
+        agent_chat_id=GROUP_ID, extra_handlers=[CommandHandler("filetest", file_test_complaint)]
+    )
+    harness.agents_group(GROUP_ID, forum=forum)
+    return harness
+
+
+class Announced(NamedTuple):
+    harness: Harness
+    sam: Agent
+    alice: Customer
+    card: StoredMessage
+
+
+async def file_and_announce(
+    harness_factory: HarnessFactory, text: str = "The parcel arrived empty", *, forum: bool = True
+) -> Announced:
+    """Sam in the agents' group, Alice files a complaint, and the card Sam sees announce it."""
+    harness = await start(harness_factory, forum=forum)
+    sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
+    alice = harness.customer("Alice")
+    await alice.send(f"/filetest {text}")
+    card = await sam.expect("Complaint C-")
+    return Announced(harness, sam, alice, card)
+
+
+async def complaint_row(harness: Harness) -> Complaint:
+    await harness.settle()
+    async with harness.session_factory() as session:
+        return (await session.exec(select(Complaint))).one()
+
+
+@BOTH_DATABASES
+async def test_complaint_is_announced_and_status_changes_reach_the_customer(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, sam, alice, card = await file_and_announce(harness_factory)
+    group = harness.fake.chats[GROUP_ID]
+    reference = (await complaint_row(harness)).reference
+    assert card.thread_id is not None
+    assert group.topics[card.thread_id].name == f"Alice · {reference}"
+    assert "The parcel arrived empty" in card.text and "delivery" in card.text
+
+    await sam.send(f"/status {reference} in_progress checking with the courier")
+    told = await alice.expect(reference)
+    assert "working on your complaint" in told.text and "checking with the courier" in told.text
+    await sam.expect("moved", thread_id=card.thread_id)
+
+    await sam.press("Resolved", card)
+    await alice.expect("has been resolved")
+    assert (await complaint_row(harness)).status == ComplaintStatus.resolved
+
+    await sam.send("/assign", thread_id=card.thread_id)  # the topic implies the reference
+    await sam.expect(f"Sam took {reference}", thread_id=card.thread_id)
+    await sam.send("/status closed confirmed by phone", thread_id=card.thread_id)
+    await alice.expect("is now closed")
+    await harness.settle()
+    assert group.topics[card.thread_id].closed
+    await sam.send(f"/status {reference} open")  # reopened from the General topic
+    await alice.expect("has been reopened")
+    await sam.expect(f"moved {reference} to open", thread_id=card.thread_id)
+    assert not group.topics[card.thread_id].closed
+    complaint = await complaint_row(harness)
+    assert complaint.assignee_id is not None and complaint.first_response_at is not None
+
+
+async def test_complaint_errors_are_friendly_and_change_nothing(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, sam, alice, card = await file_and_announce(harness_factory, "Wrong size", forum=False)
+    reference = (await complaint_row(harness)).reference
+    await drain(harness, alice, sam)
+
+    await sam.send("/status C-999999 resolved")
+    await sam.expect("There is no complaint C-999999")
+    await sam.send(f"/status {reference} closed")
+    await sam.expect("can go to in progress or resolved")
+    await sam.send(f"/status {reference} sleeping")
+    await sam.expect("Unknown status")
+    await sam.send("/status")
+    await sam.expect("Usage: /status")
+    await alice.expect_silence()
+    assert (await complaint_row(harness)).status == ComplaintStatus.open
+
+    await sam.press("Assign to me", card)
+    await sam.expect(f"Sam took {reference}")  # plain group: a reply to the card
+    assert (await complaint_row(harness)).assignee_id is not None
+
+
+async def test_a_status_note_keeps_its_line_breaks(harness_factory: HarnessFactory) -> None:
+    harness, sam, alice, card = await file_and_announce(harness_factory)
+    reference = (await complaint_row(harness)).reference
+
+    await sam.send(f"/status {reference} resolved Refund sent.\nIt arrives in 3 days.")
+    told = await alice.expect("has been resolved")
+    assert "Refund sent.\nIt arrives in 3 days." in told.text
+    again = "/status in_progress Looking again:\nthe courier called"
+    await sam.send(again, thread_id=card.thread_id)
+    told = await alice.expect("working on your complaint")
+    assert "Looking again:\nthe courier called" in told.text
+    async with harness.session_factory() as session:
+        events = (await session.exec(select(ComplaintEvent))).all()
+    assert "Refund sent.\nIt arrives in 3 days." in [e.note for e in events]
+
+
+async def test_severity_triage_moves_the_sla_and_stays_internal(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, sam, alice, card = await file_and_announce(harness_factory)
+    filed = await complaint_row(harness)
+    assert filed.severity.value == "high"
+
+    await sam.send("/severity critical", thread_id=card.thread_id)  # the topic implies it
+    told = await sam.expect("critical", thread_id=card.thread_id)
+    assert f"Sam set {filed.reference} to critical severity" in told.text
+    triaged = await complaint_row(harness)
+    assert triaged.severity.value == "critical"
+    # Due 2 h (the default critical SLA) after filing, not after the triage.
+    assert triaged.sla_due_at == filed.created_at + timedelta(hours=2)
+    async with harness.session_factory() as session:
+        events = (await session.exec(select(ComplaintEvent))).all()
+    assert [e.action for e in events][-1] == "severity_changed"
+
+    await sam.send(f"/severity {filed.reference} urgent")
+    await sam.expect("Choose one of: low, medium, high, critical")
+    await sam.send("/severity")
+    await sam.expect("Usage: /severity")
+    await alice.expect_silence(timeout=0.5)  # triage is the desk's business, not a message

@@ -1,0 +1,146 @@
+"""Notes and complaint comments stay among the agents."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from sqlmodel import select
+from telegram import Update
+from telegram.ext import CommandHandler
+
+from crm_core.models import (
+    ComplaintEvent,
+    Direction,
+    HandoffStatus,
+    InteractionKind,
+)
+from crm_core.services.complaints import file_complaint
+from handlers.agents.announce import announce_complaint
+from handlers.core.context import DeskContext
+from tests.fakes.bot_api import StoredMessage
+from tests.handlers.conftest import Agent, Customer, Harness, HarnessFactory
+from tests.handlers.desk import (
+    GROUP_ID,
+    agent_photo,
+    drain,
+    interactions,
+    latest_handoff,
+    open_handoff,
+    start,
+)
+
+
+async def test_internal_notes_stay_in_the_group(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await drain(harness, alice)
+
+    await sam.send("/note customer sounds upset\nwants a call", thread_id=card.thread_id)
+    await sam.send("! promised a call back", thread_id=card.thread_id)
+    await alice.expect_silence()
+
+    notes = await interactions(harness, InteractionKind.note)
+    assert [(n.text, n.direction) for n in notes] == [
+        ("customer sounds upset\nwants a call", Direction.internal),
+        ("promised a call back", Direction.internal),
+    ]
+    assert not await interactions(harness, InteractionKind.agent_reply)
+    # A note does not claim the handoff either.
+    assert (await latest_handoff(harness)).status == HandoffStatus.waiting
+
+
+async def test_a_photo_captioned_as_a_note_stays_in_the_group(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await drain(harness, alice)
+
+    harness.fake.push_message(
+        sam.user,
+        None,
+        chat=group,
+        thread_id=card.thread_id,
+        extra=agent_photo("! internal: the warehouse screenshot"),
+    )
+    await alice.expect_silence()
+
+    harness.fake.push_message(
+        sam.user,
+        None,
+        chat=group,
+        thread_id=card.thread_id,
+        extra=agent_photo("/note the courier's\nproof of delivery"),
+    )
+    await alice.expect_silence()
+
+    first, second = await interactions(harness, InteractionKind.note)
+    assert first.text == "internal: the warehouse screenshot"
+    assert first.details.get("file_ids") == ["agentphoto1"]
+    assert second.text == "the courier's\nproof of delivery"
+    assert not await interactions(harness, InteractionKind.agent_reply)
+
+
+async def file_test_complaint(update: Update, context: DeskContext) -> None:
+    """/filetest <text>: file a delivery complaint for the sender and announce it."""
+    assert context.customer_id is not None
+    complaint = await file_complaint(
+        session=context.session,
+        customer_id=context.customer_id,
+        category="delivery",
+        severity="high",
+        description=" ".join(context.args or []) or "Parcel lost",
+    )
+    assert complaint.id is not None
+    await announce_complaint(context, complaint_id=complaint.id)
+
+
+async def start_with_complaints(harness_factory: HarnessFactory, *, forum: bool = True) -> Harness:
+    harness = await harness_factory(
+        agent_chat_id=GROUP_ID, extra_handlers=[CommandHandler("filetest", file_test_complaint)]
+    )
+    harness.agents_group(GROUP_ID, forum=forum)
+    return harness
+
+
+class Announced(NamedTuple):
+    harness: Harness
+    sam: Agent
+    alice: Customer
+    card: StoredMessage
+
+
+async def file_and_announce(
+    harness_factory: HarnessFactory, text: str = "The parcel arrived empty", *, forum: bool = True
+) -> Announced:
+    """Sam in the agents' group, Alice files a complaint, and the card Sam sees announce it."""
+    harness = await start_with_complaints(harness_factory, forum=forum)
+    sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
+    alice = harness.customer("Alice")
+    await alice.send(f"/filetest {text}")
+    card = await sam.expect("Complaint C-")
+    return Announced(harness, sam, alice, card)
+
+
+async def test_discussion_in_a_complaint_topic_is_kept_as_internal_comments(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, sam, alice, card = await file_and_announce(harness_factory)
+    await harness.settle()  # the announcement has linked its topic (a person is never faster)
+
+    await sam.send("Courier says it left the depot sealed", thread_id=card.thread_id)
+    await sam.send("Chatter elsewhere in the group")  # not in the complaint's place
+    await harness.settle()
+
+    async with harness.session_factory() as session:
+        events = (await session.exec(select(ComplaintEvent))).all()
+    comments = [e for e in events if e.action == "comment"]
+    assert [(c.note, c.actor_type.value) for c in comments] == [
+        ("Courier says it left the depot sealed", "agent")
+    ]
+    # Nothing of the discussion reached the customer.
+    assert not any("Courier" in message.text for message in alice.replies)

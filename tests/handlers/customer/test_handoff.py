@@ -1,0 +1,56 @@
+"""/human: asking for a person."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from crm_core.models import (
+    ChannelIdentity,
+    Handoff,
+    HandoffStatus,
+)
+from tests.handlers.conftest import BOTH_DATABASES, Customer, Harness, HarnessFactory
+
+
+async def _customer_id(harness: Harness, customer: Customer) -> int:
+    await harness.settle()
+    async with harness.session_factory() as session:
+        identity = (
+            await session.exec(
+                select(ChannelIdentity).where(ChannelIdentity.external_id == str(customer.id))
+            )
+        ).one()
+        return identity.customer_id
+
+
+AGENTS_GROUP_ID = -1001000000001  # the agents' supergroup in the fake
+
+
+@BOTH_DATABASES
+async def test_human_opens_one_handoff(harness_factory: HarnessFactory) -> None:
+    harness = await harness_factory(agent_chat_id=AGENTS_GROUP_ID)
+    harness.agents_group(AGENTS_GROUP_ID)
+    alice = harness.customer("Alice")
+
+    await alice.ask("/human", contains="They will reply here")
+
+    async with harness.session_factory() as session:
+        (handoff,) = (await session.exec(select(Handoff))).all()
+    assert handoff.status == HandoffStatus.waiting
+    assert handoff.customer_id == await _customer_id(harness, alice)
+    assert handoff.next_reminder_at is not None
+    # Asking again while it is open (the agents' relay stops plain messages, not commands).
+    await alice.ask("/human", contains="already waiting")
+    async with harness.session_factory() as session:
+        assert len((await session.exec(select(Handoff))).all()) == 1
+
+
+async def test_human_without_an_agents_group_promises_no_reply(harness: Harness) -> None:
+    alice = harness.customer("Alice")
+
+    reply = await alice.ask("/human", contains="no one from our team is connected")
+    assert "will reply" not in reply.text
+    assert reply.button("File a complaint")  # the way forward that does work
+    async with harness.session_factory() as session:
+        (handoff,) = (await session.exec(select(Handoff))).all()
+    assert handoff.status == HandoffStatus.waiting  # the request is on record all the same
