@@ -1,7 +1,5 @@
 """Engines and sessions for SQLite (embedded default) and PostgreSQL (multi-instance store)."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -82,10 +80,3 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
-
-
-@asynccontextmanager
-async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """One session for one unit of work (one Telegram update, one CLI command)."""
-    async with factory() as session:
-        yield session
