@@ -1,5 +1,5 @@
-"""The CRM entities as SQLModel families: ``XBase`` -> ``XCreate`` -> ``X(table=True)``
--> ``XPublic``.
+"""The CRM entities as SQLModel families: ``XBase`` -> ``X(table=True)`` -> ``XPublic``
+(an ``XCreate`` joins a family when input arrives from outside the services, e.g. an API).
 
 Conventions that hold on SQLite and PostgreSQL alike:
 - every timestamp is an aware UTC datetime (``UTCDateTime``);
@@ -149,10 +149,6 @@ class CustomerBase(SQLModel):
     identity_verified: bool = False
 
 
-class CustomerCreate(CustomerBase):
-    tags: list[str] = []
-
-
 class Customer(CustomerBase, table=True):
     __table_args__ = (
         UniqueConstraint("phone", name="uq_customer_phone"),
@@ -193,10 +189,6 @@ class ChannelIdentityBase(SQLModel):
     display_name: str | None = Field(default=None, max_length=200)
 
 
-class ChannelIdentityCreate(ChannelIdentityBase):
-    customer_id: int
-
-
 class ChannelIdentity(ChannelIdentityBase, table=True):
     __tablename__ = "channel_identity"
     __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_identity_channel_ext"),)
@@ -225,13 +217,6 @@ class InteractionBase(SQLModel):
     text: str | None = Field(default=None, sa_type=Text)
     details: dict[str, Any] = _json(dict)
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class InteractionCreate(InteractionBase):
-    customer_id: int | None = None
-    idempotency_key: str | None = None
-    handoff_id: int | None = None
-    complaint_id: int | None = None
 
 
 class Interaction(InteractionBase, table=True):
@@ -269,10 +254,6 @@ class AgentBase(SQLModel):
     active: bool = True
 
 
-class AgentCreate(AgentBase):
-    pass
-
-
 class Agent(AgentBase, table=True):
     __table_args__ = (UniqueConstraint("telegram_user_id", name="uq_agent_telegram_user"),)
 
@@ -295,10 +276,6 @@ class ComplaintBase(SQLModel):
     severity: Severity = _enum(Severity, default=Severity.medium)
     description: str = Field(sa_type=Text)
     attachments: list[str] = _json(list)
-
-
-class ComplaintCreate(ComplaintBase):
-    customer_id: int
 
 
 class Complaint(ComplaintBase, table=True):
@@ -384,11 +361,6 @@ class HandoffBase(SQLModel):
     reason: str | None = Field(default=None, sa_type=Text)
 
 
-class HandoffCreate(HandoffBase):
-    customer_id: int
-    complaint_id: int | None = None
-
-
 class Handoff(HandoffBase, table=True):
     __table_args__ = (
         # At most one handoff that is not closed per customer, enforced by the database so that
@@ -471,10 +443,6 @@ class PurchaseBase(SQLModel):
     currency: str = Field(default="EUR", min_length=3, max_length=3)
     purchased_at: datetime = Field(sa_type=UTCDateTime)
     external_ref: str | None = Field(default=None, max_length=100)
-
-
-class PurchaseCreate(PurchaseBase):
-    customer_id: int
 
 
 class Purchase(PurchaseBase, table=True):
