@@ -14,7 +14,7 @@ from crm_core.services.interactions import log_interaction
 from handlers.agents.threads import command_rest, complaint_here, handoff_for_message
 from handlers.core.context import DeskContext
 from handlers.core.guards import agent_only
-from handlers.core.inbound import message_content_type
+from handlers.core.inbound import attachment_of, message_content_type
 from handlers.core.membership import acting_agent
 from handlers.core.send import reply
 
@@ -33,10 +33,9 @@ async def log_note(
         "chat_id": message.chat_id,
         "message_id": message.message_id,
     }
-    if message.photo:
-        details["file_ids"] = [message.photo[-1].file_id]
-    elif message.document is not None:
-        details["file_ids"] = [message.document.file_id]
+    file_id = attachment_of(message)
+    if file_id is not None:
+        details["file_ids"] = [file_id]
     await log_interaction(
         session=context.session,
         customer_id=handoff.customer_id,

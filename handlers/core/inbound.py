@@ -52,6 +52,15 @@ def message_content_type(message: Message) -> str:
     return "other"
 
 
+def attachment_of(message: Message) -> str | None:
+    """The file id a message carries (largest photo size, or the document)."""
+    if message.photo:
+        return message.photo[-1].file_id
+    if message.document is not None:
+        return message.document.file_id
+    return None
+
+
 def describe_inbound(update: Update) -> tuple[InteractionKind, str | None, dict[str, Any]]:
     """Interaction kind, text and details for an inbound update."""
     details: dict[str, Any] = {"update_id": update.update_id}
@@ -76,10 +85,9 @@ def describe_inbound(update: Update) -> tuple[InteractionKind, str | None, dict[
     text = message.text or message.caption
     if message.contact is not None:
         text = message.contact.phone_number
-    if message.photo:
-        details["file_ids"] = [message.photo[-1].file_id]
-    elif message.document is not None:
-        details["file_ids"] = [message.document.file_id]
+    file_id = attachment_of(message)
+    if file_id is not None:
+        details["file_ids"] = [file_id]
     is_command = (message.text or "").startswith("/")
     kind = InteractionKind.command if is_command else InteractionKind.message
     return kind, text, details

@@ -39,6 +39,7 @@ from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext
 from handlers.core.flows import FlowName, end_flow, load_flow, save_step
 from handlers.core.format import button_label, format_hours, format_when
+from handlers.core.inbound import attachment_of
 from handlers.core.keyboards import chunked
 from handlers.core.send import answer_query, drop_buttons, reply
 from handlers.core.texts import Texts
@@ -101,15 +102,6 @@ def check_description(text: str | None) -> tuple[str | None, str | None]:
     if len(cleaned) > MAX_DESCRIPTION_LENGTH:
         return None, "complaint_description_too_long"
     return cleaned, None
-
-
-def attachment_of(message: Message) -> str | None:
-    """The file id a message carries (largest photo size, or the document)."""
-    if message.photo:
-        return message.photo[-1].file_id
-    if message.document is not None:
-        return message.document.file_id
-    return None
 
 
 # --------------------------------------------------------------------------------------------
