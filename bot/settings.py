@@ -97,10 +97,13 @@ class Settings(BaseSettings):
         description="How agent replies are signed to customers: `first_name` or `none`.",
     )
     membership_cache_seconds: int = Field(
-        default=60,
+        default=5,
         ge=0,
         le=SECONDS_PER_DAY,
-        description="Seconds an agents'-group membership check is cached.",
+        description=(
+            "Seconds Telegram's answer on an agents'-group membership is trusted before an agent "
+            "action asks again (a removal Telegram reports applies at once)."
+        ),
     )
     sweep_interval_seconds: int = Field(
         default=60,

@@ -258,6 +258,10 @@ class Agent(AgentBase, table=True):
     __table_args__ = (UniqueConstraint("telegram_user_id", name="uq_agent_telegram_user"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    # Membership of the agents' group as Telegram last told us (a getChatMember answer or a
+    # chat_member update), shared by every instance: a removal applies everywhere at once.
+    in_agent_group: bool = True
+    membership_checked_at: datetime | None = _ts(default=None, nullable=True)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 

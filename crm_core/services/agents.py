@@ -1,7 +1,9 @@
 """The desk's human agents, known by their Telegram user id."""
 
+from datetime import datetime
+
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.errors import AgentNotFound, InvalidInput
@@ -95,3 +97,33 @@ async def list_agents(*, session: AsyncSession, include_inactive: bool = False) 
         stmt = stmt.where(col(Agent.active))
     async with unit_of_work(session):
         return list((await session.exec(stmt, execution_options=FRESH)).all())
+
+
+async def record_membership(
+    *,
+    session: AsyncSession,
+    telegram_user_id: int,
+    display_name: str,
+    is_member: bool,
+    checked_at: datetime,
+) -> Agent | None:
+    """Remember what Telegram said of a person's membership of the agents' group. A member
+    gets an agent row (as ``agent``, or keeping their role); a non-member without one gets
+    none (None): being refused must not make anyone an agent."""
+    async with unit_of_work(session):
+        agent = await _by_telegram(session, telegram_user_id)
+        if agent is None:
+            if not is_member:
+                return None
+            name = _clean_name(display_name)
+            agent = await _insert(session, telegram_user_id, name, AgentRole.agent)
+        agent.in_agent_group = is_member
+        agent.membership_checked_at = checked_at
+    return agent
+
+
+async def forget_membership_checks(*, session: AsyncSession) -> int:
+    """Make every membership be asked of Telegram again (the group moved to a new id)."""
+    async with unit_of_work(session):
+        result = await session.exec(update(Agent).values(membership_checked_at=None))
+    return int(result.rowcount)

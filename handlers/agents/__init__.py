@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
 
 from handlers.agents import (
     cards,
@@ -26,6 +33,7 @@ from handlers.agents import (
 )
 from handlers.core.callbacks import Prefix, pattern
 from handlers.core.config import DeskConfig
+from handlers.core.membership import on_member_change
 
 
 def build_handlers(config: DeskConfig) -> list[BaseHandler[Any, Any, Any]]:
@@ -35,6 +43,7 @@ def build_handlers(config: DeskConfig) -> list[BaseHandler[Any, Any, Any]]:
     groups = filters.ChatType.GROUPS
     return [
         MessageHandler(filters.StatusUpdate.MIGRATE, setup.on_migration),
+        ChatMemberHandler(on_member_change, ChatMemberHandler.CHAT_MEMBER),
         CallbackQueryHandler(handoff_commands.on_claim, pattern=pattern(Prefix.HANDOFF_CLAIM)),
         CallbackQueryHandler(cards.on_label_button, pattern=pattern(Prefix.NOOP)),
         CallbackQueryHandler(

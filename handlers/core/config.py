@@ -25,7 +25,7 @@ class DeskConfig:
     handoff_reminder_delay: timedelta = timedelta(minutes=10)
     handoff_escalation_delay: timedelta = timedelta(minutes=30)
     agent_signature: Literal["first_name", "none"] = "first_name"
-    membership_cache_seconds: int = 60
+    membership_cache_seconds: int = 5
     sweep_interval_seconds: int = 60
     default_phone_region: str | None = None
     default_language: str = "en"

@@ -5,8 +5,12 @@
   the new id is then kept in app state (key ``agent_chat_id``) and read first, so every
   instance and every restart follows the migration. The stored id applies only while the
   configured id is the one it migrated from (an operator who configures another group wins).
-- Agents are the group's members, checked with ``getChatMember`` and cached for
-  ``membership_cache_seconds``. Anyone else gets no agent powers.
+- Agents are the group's members. What Telegram says of a person's membership is kept on their
+  ``Agent`` row (``in_agent_group``), shared by every instance: a ``chat_member`` update (an
+  admin removed, banned, restricted or added someone) applies at once, everywhere; otherwise
+  every agent action asks ``getChatMember`` again once the last answer is older than
+  ``membership_cache_seconds`` (a few seconds: every agent action reveals customer data or
+  changes a conversation). Anyone else gets no agent powers.
 - Each acting member gets an ``Agent`` row (``ensure_agent``); ``supervisor_ids`` are
   supervisors.
 """
@@ -14,15 +18,20 @@
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
+from datetime import timedelta
 
-from telegram import Update
+from telegram import ChatMember, Update, User
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 
+from crm_core.clock import as_utc, utcnow
 from crm_core.models import Agent, AgentRole
-from crm_core.services.agents import ensure_agent
+from crm_core.services.agents import (
+    ensure_agent,
+    forget_membership_checks,
+    get_agent_by_telegram,
+    record_membership,
+)
 from crm_core.services.app_state import get_state, set_state
 from crm_core.services.handoffs import move_handoff_chat
 from handlers.core.context import DeskContext
@@ -31,7 +40,6 @@ from handlers.core.send import answer_query, reply
 log = logging.getLogger(__name__)
 
 AGENT_CHAT_STATE_KEY = "agent_chat_id"
-MEMBERSHIP_CACHE_KEY = "agent_membership_cache"
 _MEMBER_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.MEMBER}
 
 
@@ -59,37 +67,63 @@ async def follow_migration(context: DeskContext, old_chat_id: int, new_chat_id: 
     moved = await move_handoff_chat(
         session=context.session, old_chat_id=old_chat_id, new_chat_id=new_chat_id
     )
-    _membership_cache(context).clear()
+    await forget_membership_checks(session=context.session)
     log.warning(
         "agents' group migrated from %s to %s; %s rows follow", old_chat_id, new_chat_id, moved
     )
 
 
-def _membership_cache(context: DeskContext) -> dict[tuple[int, int], tuple[bool, float]]:
-    cache: Any = context.application.bot_data.setdefault(MEMBERSHIP_CACHE_KEY, {})
-    return cache
-
-
-async def is_group_member(context: DeskContext, chat_id: int, user_id: int) -> bool:
-    """Is ``user_id`` a member of the group now? (getChatMember, cached briefly)"""
-    cache = _membership_cache(context)
-    now = time.monotonic()
-    hit = cache.get((chat_id, user_id))
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    try:
-        member = await context.bot.get_chat_member(chat_id, user_id)
-    except TelegramError as error:
-        log.info("membership of %s in %s unknown: %s", user_id, chat_id, error)
-        return False
+def counts_as_member(member: ChatMember) -> bool:
     status = member.status
-    is_member = status in _MEMBER_STATUSES or (
+    return status in _MEMBER_STATUSES or (
         status == ChatMemberStatus.RESTRICTED and bool(getattr(member, "is_member", False))
     )
-    ttl = context.deps.config.membership_cache_seconds
-    if ttl > 0:
-        cache[(chat_id, user_id)] = (is_member, now + ttl)
+
+
+async def is_group_member(context: DeskContext, chat_id: int, user: User) -> bool:
+    """Is ``user`` a member of the group now? The stored answer while it is fresh, else
+    ``getChatMember`` (and the answer is stored for every instance)."""
+    session = context.session
+    known = await get_agent_by_telegram(session=session, telegram_user_id=user.id)
+    await session.commit()  # read only: do not hold SQLite's write lock across the call below
+    fresh_for = timedelta(seconds=context.deps.config.membership_cache_seconds)
+    checked = known.membership_checked_at if known is not None else None
+    if known is not None and checked is not None and utcnow() - as_utc(checked) < fresh_for:
+        return known.in_agent_group
+    try:
+        member = await context.bot.get_chat_member(chat_id, user.id)
+    except TelegramError as error:
+        log.info("membership of %s in %s unknown: %s", user.id, chat_id, error)
+        return False
+    is_member = counts_as_member(member)
+    await record_membership(
+        session=session,
+        telegram_user_id=user.id,
+        display_name=user.full_name or str(user.id),
+        is_member=is_member,
+        checked_at=utcnow(),
+    )
     return is_member
+
+
+async def on_member_change(update: Update, context: DeskContext) -> None:
+    """Telegram says someone joined, left, was removed, restricted or promoted in the agents'
+    group: their powers follow at once, on every instance."""
+    change = update.chat_member
+    if change is None or await in_agent_chat(update, context) is None:
+        return
+    user = change.new_chat_member.user
+    if user.is_bot:
+        return
+    is_member = counts_as_member(change.new_chat_member)
+    await record_membership(
+        session=context.session,
+        telegram_user_id=user.id,
+        display_name=user.full_name or str(user.id),
+        is_member=is_member,
+        checked_at=utcnow(),
+    )
+    log.info("agents' group: %s is %s", user.id, "a member" if is_member else "no longer a member")
 
 
 async def in_agent_chat(update: Update, context: DeskContext) -> int | None:
@@ -110,7 +144,7 @@ async def acting_agent(update: Update, context: DeskContext) -> Agent | None:
     group_id = await in_agent_chat(update, context)
     if group_id is None or user is None or user.is_bot:
         return None
-    if not await is_group_member(context, group_id, user.id):
+    if not await is_group_member(context, group_id, user):
         log.info("refused agent action by non-member %s", user.id)
         await refuse(update, context, "agent_refused")
         return None

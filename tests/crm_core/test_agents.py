@@ -4,14 +4,17 @@ import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm_core.clock import utcnow
 from crm_core.db import SessionFactory
 from crm_core.errors import AgentNotFound, InvalidInput
 from crm_core.models import Agent, AgentRole
 from crm_core.services.agents import (
     ensure_agent,
+    forget_membership_checks,
     get_agent,
     get_agent_by_telegram,
     list_agents,
+    record_membership,
     set_agent_active,
 )
 
@@ -77,3 +80,33 @@ async def test_deactivated_agents_leave_the_list_but_stay_known(session: AsyncSe
         await set_agent_active(session=session, agent_id=999, active=True)
     with pytest.raises(AgentNotFound):
         await get_agent(session=session, agent_id=999)
+
+
+async def test_membership_is_remembered_and_a_refusal_makes_nobody_an_agent(
+    session: AsyncSession,
+) -> None:
+    now = utcnow()
+    stranger = await record_membership(
+        session=session, telegram_user_id=7, display_name="Eve", is_member=False, checked_at=now
+    )
+    assert (
+        stranger is None
+        and await get_agent_by_telegram(session=session, telegram_user_id=7) is None
+    )
+
+    joined = await record_membership(
+        session=session, telegram_user_id=ANNA, display_name="Anna", is_member=True, checked_at=now
+    )
+    assert joined is not None and joined.in_agent_group and joined.role == AgentRole.agent
+    await ensure_agent(
+        session=session, telegram_user_id=ANNA, display_name="Anna", role=AgentRole.supervisor
+    )
+    left = await record_membership(
+        session=session, telegram_user_id=ANNA, display_name="Anna", is_member=False, checked_at=now
+    )
+    assert left is not None and left.in_agent_group is False
+    assert left.role == AgentRole.supervisor  # membership does not touch the role
+
+    assert await forget_membership_checks(session=session) == 1
+    found = await get_agent_by_telegram(session=session, telegram_user_id=ANNA)
+    assert found is not None and found.membership_checked_at is None

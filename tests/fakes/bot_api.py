@@ -350,8 +350,33 @@ class FakeBotAPI:
         return chat
 
     def set_member(self, chat_id: int, user_id: int, status: str) -> None:
+        """Change a member's status silently (as when Telegram sends no ``chat_member`` update:
+        the bot is no admin, or did not ask for them)."""
         self.chats[chat_id].members[user_id] = status
         self._notify()
+
+    def change_member(
+        self, chat_id: int, user_id: int, status: str, *, by: FakeUser | None = None
+    ) -> int:
+        """An admin changes a member's status (adds, removes, bans, promotes): Telegram tells an
+        admin bot with a ``chat_member`` update. Returns the update's id."""
+        chat = self.chats[chat_id]
+        old = chat.members.get(user_id, "left")
+        chat.members[user_id] = status
+        user = self.chats[user_id].user if user_id in self.chats else None
+        user_dict = (user or FakeUser(id=user_id, first_name=f"User{user_id}")).to_dict()
+        actor = (by or FakeUser(id=1, first_name="Admin")).to_dict()
+        return self.push_update(
+            {
+                "chat_member": {
+                    "chat": chat.to_dict(),
+                    "from": actor,
+                    "date": int(time.time()),
+                    "old_chat_member": _chat_member(old, user_dict),
+                    "new_chat_member": _chat_member(status, user_dict),
+                }
+            }
+        )
 
     def add_topic(self, chat_id: int, name: str) -> FakeTopic:
         """A forum topic that already exists (created by a person, not via the bot)."""

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-11-23 04:13:14.525968
+Create Date: 2026-12-03 09:08:26.336246
 """
 
 from collections.abc import Sequence
@@ -29,6 +29,8 @@ def upgrade() -> None:
     sa.Column('role', sa.Enum('agent', 'supervisor', name='agentrole', native_enum=False, length=32), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('in_agent_group', sa.Boolean(), nullable=False),
+    sa.Column('membership_checked_at', crm_core.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),

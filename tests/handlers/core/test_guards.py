@@ -72,3 +72,54 @@ async def test_a_deactivated_agent_is_refused_before_anything_reaches_the_custom
 
     await sam.expect("deactivated", thread_id=card.thread_id)
     await alice.expect_silence()
+
+
+async def test_an_agent_removed_from_the_group_is_refused_at_once_and_nothing_is_revealed(
+    harness_factory: HarnessFactory,
+) -> None:
+    # The default cache: Sam's membership was just confirmed, yet Telegram's chat_member
+    # update (an admin removed him) must end his powers before the cache would.
+    harness, group = await start(harness_factory, membership_cache_seconds=3600)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await sam.send("/queue", thread_id=card.thread_id)  # a member: confirmed and remembered
+    await sam.expect("Waiting")
+    await drain(harness, alice, sam)
+
+    harness.fake.change_member(GROUP_ID, sam.id, "kicked")
+    await harness.settle()
+    query_id = await sam.press("Claim", card)
+    await sam.send("/customer Alice", thread_id=card.thread_id)
+    await sam.send("/status C-000001 resolved", thread_id=card.thread_id)
+    await sam.send("Hello Alice", thread_id=card.thread_id)
+    await harness.settle()
+
+    answer = harness.fake.answered_callbacks[query_id]
+    assert answer["show_alert"] and "Only members" in answer["text"]
+    said = [m.text for m in harness.fake.messages[sam.cursor :] if m.from_bot]
+    assert said == ["Only members of the agents' group can do this."] * 3, said
+    await alice.expect_silence()
+    handoff = await latest_handoff(harness)
+    assert handoff.status == HandoffStatus.waiting and handoff.agent_id is None
+    async with harness.session_factory() as session:
+        row = (
+            await session.exec(select(AgentRow).where(AgentRow.telegram_user_id == sam.id))
+        ).one()
+    assert row.in_agent_group is False
+
+
+async def test_an_agent_added_back_regains_powers(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory, membership_cache_seconds=3600)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    harness.fake.change_member(GROUP_ID, sam.id, "left")
+    harness.fake.change_member(GROUP_ID, sam.id, "member")
+    await drain(harness, alice, sam)
+
+    await sam.press("Claim", card)
+
+    await alice.expect("joined")
+    handoff = await latest_handoff(harness)
+    assert handoff.status == HandoffStatus.claimed
