@@ -429,6 +429,10 @@ class GroupMessageLink(SQLModel, table=True):
     message_id: int = Field(sa_type=BigInteger)
     handoff_id: int | None = Field(default=None, foreign_key="handoff.id", index=True)
     complaint_id: int | None = Field(default=None, foreign_key="complaint.id", index=True)
+    # A digest of what the bot last showed in this message (a card's text and buttons, a
+    # topic's name), so a refresh that would change nothing is not sent: Telegram refuses it
+    # ("message is not modified") and it would cost the group's 20-a-minute budget.
+    shown_digest: str | None = Field(default=None, max_length=64)
     created_at: datetime = _created()
 
 

@@ -12,10 +12,12 @@ which; ``bot.app`` registers exactly what it returns.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from telegram import Bot, BotCommandScopeAllPrivateChats
+from telegram import Bot, BotCommandScopeAllPrivateChats, BotCommandScopeChat
+from telegram.error import TelegramError
 from telegram.ext import BaseHandler
 
 from handlers import agents, customer, supervisor
@@ -27,6 +29,8 @@ from handlers.core.errors import on_error
 from handlers.core.groups import Group
 from handlers.core.texts import Texts
 from handlers.customer import complaint_flow, menu
+
+log = logging.getLogger(__name__)
 
 Handlers = list[BaseHandler[Any, Any, Any]]
 Sweeper = Callable[[DeskContext], Awaitable[None]]
@@ -66,8 +70,8 @@ def sweepers() -> list[Sweeper]:
 
 
 async def on_start(bot: Bot, config: DeskConfig, texts: Texts) -> None:
-    """At start-up: the command menus (customers', in every shipped language, and the agents'
-    group's) and a check of the bot's rights in the agents' group."""
+    """At start-up: the command menus (customers', in every shipped language; the agents'
+    group's; each supervisor's) and a check of the bot's rights in the agents' group."""
     # Private chats only: the agents' group should not offer customers' commands.
     scope = BotCommandScopeAllPrivateChats()
     await bot.set_my_commands(menu.command_menu(texts, None), scope=scope)
@@ -77,3 +81,9 @@ async def on_start(bot: Bot, config: DeskConfig, texts: Texts) -> None:
                 menu.command_menu(texts, lang), scope=scope, language_code=lang
             )
     await setup.prepare_agent_chat(bot, config.agent_chat_id, texts)
+    supervisor_menu = menu.command_menu(texts, None) + supervisor.supervisor_command_menu(texts)
+    for supervisor_id in sorted(config.supervisor_ids):
+        try:
+            await bot.set_my_commands(supervisor_menu, scope=BotCommandScopeChat(supervisor_id))
+        except TelegramError as error:  # a supervisor who never opened a chat with the bot
+            log.warning("no command menu for supervisor %s: %s", supervisor_id, error)

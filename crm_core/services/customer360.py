@@ -28,6 +28,8 @@ from crm_core.services.customers import resolve_customer
 from crm_core.services.interactions import recent_interactions_no_commit
 from crm_core.services.rfm import MIXED_CURRENCY, RfmScore, customer_rfm_no_commit
 
+PAST_HANDOFFS = 5
+
 
 @dataclass(frozen=True)
 class Customer360:
@@ -41,6 +43,9 @@ class Customer360:
     open_complaints: list[ComplaintPublic]
     open_handoff: HandoffPublic | None
     rfm: RfmScore | None
+    first_purchase_at: datetime | None = None
+    # The latest finished conversations with a person, newest first (their ratings included).
+    past_handoffs: tuple[HandoffPublic, ...] = ()
 
 
 async def get_customer_360(
@@ -72,6 +77,7 @@ async def get_customer_360(
             func.max(case((col(Purchase.amount_minor) > 0, Purchase.purchased_at))),
             func.min(Purchase.currency),
             func.max(Purchase.currency),
+            func.min(case((col(Purchase.amount_minor) > 0, Purchase.purchased_at))),
         ).where(col(Purchase.customer_id) == cid)
         money = (await session.exec(money_query)).one()
         interactions = await recent_interactions_no_commit(session, cid, limit=interactions_limit)
@@ -82,15 +88,21 @@ async def get_customer_360(
                 .order_by(col(Complaint.created_at), col(Complaint.id))
             )
         ).all()
-        handoff = (
+        # One query for the open conversation and the last finished ones: a customer has one
+        # open handoff at a time, and it is their newest (a merge may leave an older one open,
+        # which is still found among these).
+        handoffs = (
             await session.exec(
                 select(Handoff)
-                .where(Handoff.customer_id == cid, Handoff.status != HandoffStatus.closed)
+                .where(Handoff.customer_id == cid)
                 .order_by(col(Handoff.id).desc())
+                .limit(PAST_HANDOFFS + 2)
             )
-        ).first()
+        ).all()
+        handoff = next((h for h in handoffs if h.status != HandoffStatus.closed), None)
+        past = [h for h in handoffs if h.status == HandoffStatus.closed][:PAST_HANDOFFS]
         rfm = await customer_rfm_no_commit(session, cid, now=now)
-    total, count, last_at, cur_min, cur_max = money
+    total, count, last_at, cur_min, cur_max, first_at = money
     return Customer360(
         customer=CustomerPublic.model_validate(customer),
         identities=[ChannelIdentityPublic.model_validate(i) for i in identities],
@@ -102,4 +114,6 @@ async def get_customer_360(
         open_complaints=[ComplaintPublic.model_validate(c) for c in complaints],
         open_handoff=HandoffPublic.model_validate(handoff) if handoff else None,
         rfm=rfm,
+        first_purchase_at=as_utc(first_at) if first_at is not None else None,
+        past_handoffs=tuple(HandoffPublic.model_validate(h) for h in past),
     )

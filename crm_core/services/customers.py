@@ -417,17 +417,21 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-async def find_customers(*, session: AsyncSession, query: str, limit: int = 10) -> list[Customer]:
+async def find_customers(
+    *, session: AsyncSession, query: str, limit: int = 10, default_region: str | None = None
+) -> list[Customer]:
     """Customers matching ``query``: exact matches (id, phone, e-mail, @username, external id,
     channel id) first, then name / e-mail / username substrings, most recently seen first.
-    Merged tombstones and erased customers are never returned.
+    Merged tombstones and erased customers are never returned. A phone number without its
+    country code is read in ``default_region`` (as the desk's agents write it), else as
+    international.
 
     Name matching is case-insensitive on PostgreSQL; SQLite's ``lower()`` folds ASCII only.
     """
     text = query.strip()
     found: dict[int, Customer] = {}
     async with unit_of_work(session):
-        for stmt in (_exact_match_query(text), _substring_query(text)):
+        for stmt in (_exact_match_query(text, default_region), _substring_query(text)):
             if not text or stmt is None or len(found) >= limit:
                 continue
             stmt = stmt.where(
@@ -439,7 +443,7 @@ async def find_customers(*, session: AsyncSession, query: str, limit: int = 10) 
     return list(found.values())[:limit]
 
 
-def _exact_match_query(text: str) -> Any:
+def _exact_match_query(text: str, default_region: str | None = None) -> Any:
     handle = text.lstrip("@")
     conditions: list[Any] = [
         col(Customer.external_id) == text,
@@ -456,8 +460,7 @@ def _exact_match_query(text: str) -> Any:
     # isdecimal, not isdigit: "²" and "①" are digits that int() refuses.
     if digits.isdecimal() and int(digits) < 2**31:  # ids are 32-bit INTEGER on PostgreSQL
         conditions.append(col(Customer.id) == int(digits))
-    phone = _phone_or_none(text)
-    if phone:
+    for phone in _phone_readings(text, default_region):
         conditions.append(col(Customer.phone) == phone)
     if "@" in text.strip("@"):
         conditions.append(col(Customer.email) == text.lower())
@@ -481,14 +484,22 @@ def _substring_query(text: str) -> Any:
     )
 
 
-def _phone_or_none(text: str) -> str | None:
+def _phone_readings(text: str, default_region: str | None) -> list[str]:
+    """The E.164 numbers ``text`` may mean: in the desk's region (``0151 1234567``) and as an
+    international number typed without its ``+`` (``4915112345678``)."""
     if not re.fullmatch(r"[+\d][\d\s().\-/]{5,}", text):
-        return None
-    candidate = text if text.startswith("+") else "+" + text
-    try:
-        return normalize_phone(candidate)
-    except InvalidPhone:
-        return None
+        return []
+    candidates: list[tuple[str, str | None]] = []
+    if default_region and not text.startswith("+"):
+        candidates.append((text, default_region))
+    candidates.append((text if text.startswith("+") else "+" + text, None))
+    readings = []
+    for candidate, region in candidates:
+        try:
+            readings.append(normalize_phone(candidate, region))
+        except InvalidPhone:
+            continue
+    return list(dict.fromkeys(readings))
 
 
 # --------------------------------------------------------------------------------------------

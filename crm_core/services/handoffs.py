@@ -214,6 +214,25 @@ async def _link(session: AsyncSession, chat_id: int, message_id: int) -> GroupMe
     return (await session.exec(stmt.execution_options(populate_existing=True))).first()
 
 
+async def shown_digest(*, session: AsyncSession, chat_id: int, message_id: int) -> str | None:
+    """What the bot last showed in this group message (see ``GroupMessageLink.shown_digest``)."""
+    link = await find_by_group_message(session=session, chat_id=chat_id, message_id=message_id)
+    return link.shown_digest if link is not None else None
+
+
+async def set_shown_digest(
+    *, session: AsyncSession, chat_id: int, message_id: int, digest: str
+) -> None:
+    """Remember what the bot now shows in this (linked) group message."""
+    async with unit_of_work(session):
+        await session.exec(
+            update(GroupMessageLink)
+            .where(col(GroupMessageLink.chat_id) == chat_id)
+            .where(col(GroupMessageLink.message_id) == message_id)
+            .values(shown_digest=digest)
+        )
+
+
 async def find_by_group_message(
     *, session: AsyncSession, chat_id: int, message_id: int
 ) -> GroupMessageLink | None:

@@ -52,6 +52,7 @@ def build_handlers(config: DeskConfig) -> list[BaseHandler[Any, Any, Any]]:
         CallbackQueryHandler(
             complaint_commands.on_complaint_button, pattern=pattern(Prefix.COMPLAINT_ASSIGN)
         ),
+        CommandHandler("help", setup.on_help, filters=groups),
         CommandHandler("note", notes.on_note, filters=groups),
         CommandHandler("resolve", handoff_commands.on_resolve, filters=groups),
         CommandHandler("status", complaint_commands.on_status_command, filters=groups),

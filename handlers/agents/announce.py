@@ -39,12 +39,17 @@ from crm_core.services.handoffs import (
     link_group_message,
     mark_unreachable,
     set_handoff_location,
+    set_shown_digest,
+    shown_digest,
 )
 from handlers.agents.cards import (
+    TOPIC_NAME_LIMIT,
     claim_keyboard,
     complaint_card_html,
     complaint_keyboard,
+    complaint_topic_name,
     customer_name,
+    digest,
     handoff_card_html,
     handoff_reference,
 )
@@ -56,7 +61,6 @@ from handlers.core.texts import split_telegram_html
 
 log = logging.getLogger(__name__)
 
-TOPIC_NAME_LIMIT = 128
 CAPTION_LIMIT = 1024  # Telegram's, in UTF-16 code units after entity parsing
 MAX_ATTEMPTS = 4
 _LOST_PLACE = (
@@ -135,6 +139,27 @@ async def copy_to(
     if too_long and caption_html is not None:
         ids += await send_html_to(context, place, caption_html)
     return ids
+
+
+async def send_file_to(
+    context: DeskContext, place: Place, file_id: str, caption_html: str
+) -> list[int]:
+    """Send a stored file (a photo or a document: its id does not say which) into ``place``."""
+    await release(context)
+    where: dict[str, Any] = {
+        "chat_id": place.chat_id,
+        "caption": caption_html,
+        "parse_mode": ParseMode.HTML,
+        "message_thread_id": place.thread_id,
+        "reply_parameters": _reply(place),
+    }
+    try:
+        message = await context.bot.send_photo(photo=file_id, **where)
+    except BadRequest as error:
+        if "type" not in error.message.lower():  # "can't use file of type Document as Photo"
+            raise
+        message = await context.bot.send_document(document=file_id, **where)
+    return [message.message_id]
 
 
 def _reply(place: Place) -> ReplyParameters | None:
@@ -279,8 +304,7 @@ class ComplaintSubject(Subject):
 
     async def topic_name(self, context: DeskContext) -> str:
         complaint = await self.complaint(context)
-        name = await customer_name(context, complaint.customer_id)
-        return topic_name(name, complaint.reference)
+        return complaint_topic_name(complaint, await customer_name(context, complaint.customer_id))
 
     async def short_card(self, context: DeskContext) -> tuple[str, Any]:
         complaint = await self.complaint(context)
@@ -310,7 +334,7 @@ async def _open_place(
     if chat_id is None:
         return None
     html, markup = card or await subject.short_card(context)
-    thread_id = None
+    thread_id, name = None, None
     if await is_forum(context, chat_id):
         name = await subject.topic_name(context)
         await release(context)
@@ -320,6 +344,14 @@ async def _open_place(
     place = Place(chat_id, thread_id=thread_id, reply_to=None if thread_id else ids[0])
     await subject.save_place(context, place, ids[0])
     await subject.link(context, chat_id, ([thread_id] if thread_id else []) + ids)
+    if len(ids) == 1:  # a card in one message can be refreshed in place later
+        await set_shown_digest(
+            session=context.session, chat_id=chat_id, message_id=ids[0], digest=digest(html, markup)
+        )
+    if thread_id is not None:
+        await set_shown_digest(
+            session=context.session, chat_id=chat_id, message_id=thread_id, digest=digest(name)
+        )
     return place
 
 
@@ -442,6 +474,7 @@ async def announce_complaint(context: DeskContext, *, complaint_id: int) -> None
             complaint_keyboard(context, complaint),
         )
         await post(context, subject, None, opening_card=card)
+        await post_attachments(context, subject, complaint)
     except Exception:
         log.exception("could not announce complaint %s to the agents' group", complaint_id)
         with contextlib.suppress(Exception):
@@ -458,3 +491,81 @@ async def customer_unreachable(context: DeskContext, handoff: Handoff, customer:
         name=display_name(customer.name, customer.id),
     )
     await post_html(context, HandoffSubject(handoff.id), html)
+
+
+async def post_attachments(context: DeskContext, subject: Subject, complaint: Complaint) -> None:
+    """The complaint's photos and documents follow its card into its place."""
+    files = list(complaint.attachments or [])
+    for number, file_id in enumerate(files, start=1):
+        caption = context.deps.texts.render(
+            "agent_complaint_attachment",
+            context.deps.config.default_language,
+            reference=complaint.reference,
+            number=number,
+            total=len(files),
+        )
+
+        async def send(place: Place, file_id: str = file_id, caption: str = caption) -> list[int]:
+            return await send_file_to(context, place, file_id, caption)
+
+        await post(context, subject, send)
+
+
+# --------------------------------------------------------------------------------------------
+# Refreshing what is shown (nothing on screen lies)
+# --------------------------------------------------------------------------------------------
+
+
+async def show_card(
+    context: DeskContext, chat_id: int, message_id: int, html: str, markup: Any
+) -> bool:
+    """Make the card message show ``html`` with ``markup``; nothing is sent when it already
+    does. True when it was edited."""
+    shown = digest(html, markup)
+    if await shown_digest(session=context.session, chat_id=chat_id, message_id=message_id) == shown:
+        return False
+    await release(context)
+    await context.bot.edit_message_text(
+        chat_id=chat_id,
+        message_id=message_id,
+        text=split_telegram_html(html)[0],
+        parse_mode=ParseMode.HTML,
+        reply_markup=markup,
+    )
+    await set_shown_digest(
+        session=context.session, chat_id=chat_id, message_id=message_id, digest=shown
+    )
+    return True
+
+
+async def rename_topic(context: DeskContext, chat_id: int, topic_id: int, name: str) -> bool:
+    """Give the forum topic ``name``; nothing is sent when it has it already."""
+    shown = digest(name)
+    if await shown_digest(session=context.session, chat_id=chat_id, message_id=topic_id) == shown:
+        return False
+    await release(context)
+    await context.bot.edit_forum_topic(chat_id=chat_id, message_thread_id=topic_id, name=name)
+    await set_shown_digest(
+        session=context.session, chat_id=chat_id, message_id=topic_id, digest=shown
+    )
+    return True
+
+
+async def refresh_complaint(context: DeskContext, complaint_id: int) -> None:
+    """Show the complaint as it is now: its card (text and buttons follow its state) and its
+    topic's name (state and priority). Best effort: never raises."""
+    try:
+        subject = ComplaintSubject(complaint_id)
+        complaint = await subject.complaint(context)
+        chat_id = complaint.group_chat_id
+        if chat_id is None or complaint.group_message_id is None:
+            return
+        html, markup = await subject.short_card(context)
+        await show_card(context, chat_id, complaint.group_message_id, html, markup)
+        if complaint.group_topic_id is not None:
+            name = await subject.topic_name(context)
+            await rename_topic(context, chat_id, complaint.group_topic_id, name)
+    except Exception:
+        log.exception("could not refresh the card of complaint %s", complaint_id)
+        with contextlib.suppress(Exception):
+            await context.session.rollback()

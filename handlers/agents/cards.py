@@ -9,6 +9,8 @@ Cards are built here and refreshed here (:func:`relabel_card`); posting them int
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +24,7 @@ from crm_core.clock import as_utc
 from crm_core.models import (
     Agent,
     Complaint,
+    ComplaintStatus,
     Customer,
     Direction,
     Handoff,
@@ -76,7 +79,12 @@ class CustomerView:
     username: str | None
     phone: str | None
     email: str | None
-    verified: bool
+    # Telegram vouches for a phone the customer shared from their own account; an e-mail is
+    # typed (or imported) and never verified.
+    phone_verified: bool
+    email_verified: bool
+    external_id: str | None
+    tags: list[str]
     since: str
     segment: str | None
     tier: str | None
@@ -85,6 +93,7 @@ class CustomerView:
     last_purchase: str
     open_complaints: list[dict[str, str]]
     recent_complaints: list[dict[str, str]]
+    past_handoffs: list[dict[str, Any]]
 
     @property
     def valuable(self) -> bool:
@@ -106,8 +115,11 @@ async def customer_view(
         username=username,
         phone=customer.phone,
         email=customer.email,
-        verified=customer.identity_verified,
-        since=format_date(customer.first_seen_at or customer.created_at),
+        phone_verified=customer.phone is not None and customer.identity_verified,
+        email_verified=False,
+        external_id=customer.external_id,
+        tags=list(customer.tags or []),
+        since=format_date(customer_since(customer.first_seen_at, customer.created_at, c360)),
         segment=c360.rfm.segment if c360.rfm else None,
         tier=c360.rfm.tier if c360.rfm else None,
         lifetime_value=(
@@ -119,8 +131,24 @@ async def customer_view(
         recent_complaints=[_complaint_line(c) for c in complaints if c.reference not in open_refs][
             :RECENT_COMPLAINTS
         ],
+        past_handoffs=[
+            {
+                "reference": f"H-{h.id}",
+                "closed": format_date(h.closed_at),
+                "score": h.csat_score,
+                "comment": clip(h.csat_comment, 120) if h.csat_comment else None,
+            }
+            for h in c360.past_handoffs
+        ],
     )
     return view, c360
+
+
+def customer_since(first_seen: datetime | None, created: datetime, c360: Customer360) -> datetime:
+    """When the relationship began: the first purchase or first contact, whichever came
+    first (an imported customer's record is younger than the customer)."""
+    moments = [m for m in (first_seen, c360.first_purchase_at) if m is not None]
+    return min((as_utc(m) for m in moments), default=as_utc(created))
 
 
 def _complaint_line(complaint: Any) -> dict[str, str]:
@@ -170,16 +198,20 @@ def transcript_lines(
     for item in interactions:
         if item.kind not in TRANSCRIPT_KINDS or not (item.text or "").strip():
             continue
+        text = item.text
         if item.direction == Direction.inbound:
             who = customer_name
         elif item.kind == InteractionKind.agent_reply:
-            who = str((item.details or {}).get("agent_name") or "Agent")
+            details = item.details or {}
+            who = str(details.get("agent_name") or "Agent")
+            # What the agent wrote, not the signed message ("Sam (support team): ...").
+            text = str(details.get("agent_text") or text)
         else:
             who = "Bot"
         when = as_utc(item.occurred_at).strftime("%H:%M")
         # The bot's answers are articles the agents can look up: a glimpse is enough.
         limit = BOT_LINE_CHARS if who == "Bot" else TRANSCRIPT_LINE_CHARS
-        lines.append({"who": who, "when": when, "text": clip(item.text, limit)})
+        lines.append({"who": who, "when": when, "text": clip(text, limit)})
     return lines
 
 
@@ -296,18 +328,59 @@ def claim_keyboard(context: DeskContext, handoff: Handoff) -> InlineKeyboardMark
     )
 
 
+# The status buttons a complaint's card offers, by its status (the moves the lifecycle allows;
+# "reopen" is the status it goes back to).
+STATUS_BUTTONS: dict[ComplaintStatus, tuple[tuple[str, ComplaintStatus], ...]] = {
+    ComplaintStatus.open: (
+        ("agent_btn_in_progress", ComplaintStatus.in_progress),
+        ("agent_btn_resolved", ComplaintStatus.resolved),
+    ),
+    ComplaintStatus.in_progress: (("agent_btn_resolved", ComplaintStatus.resolved),),
+    ComplaintStatus.resolved: (
+        ("agent_btn_closed", ComplaintStatus.closed),
+        ("agent_btn_reopen", ComplaintStatus.in_progress),
+    ),
+    ComplaintStatus.closed: (("agent_btn_reopen", ComplaintStatus.open),),
+}
+SEVERITY_MARKS = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🟢"}
+DONE_MARK = "✅"
+TOPIC_NAME_LIMIT = 128
+
+
 def complaint_keyboard(context: DeskContext, complaint: Complaint) -> InlineKeyboardMarkup:
+    """The buttons follow the complaint's state: only the moves it allows, and "assign to me"
+    while nobody has it."""
     texts, lang = context.deps.texts, context.deps.config.default_language
 
     def button(label: str, data: str) -> InlineKeyboardButton:
         return InlineKeyboardButton(texts.render_plain(label, lang), callback_data=data)
 
-    status = [
-        button(f"agent_btn_{s}", build(Prefix.COMPLAINT_STATUS, complaint.id, s))
-        for s in ("in_progress", "resolved", "closed")
+    rows = [
+        [
+            button(label, build(Prefix.COMPLAINT_STATUS, complaint.id, target.value))
+            for label, target in STATUS_BUTTONS[ComplaintStatus(complaint.status)]
+        ]
     ]
-    assign = button("agent_btn_assign", build(Prefix.COMPLAINT_ASSIGN, complaint.id))
-    return InlineKeyboardMarkup([status, [assign]])
+    if complaint.assignee_id is None and complaint.status != ComplaintStatus.closed:
+        rows.append([button("agent_btn_assign", build(Prefix.COMPLAINT_ASSIGN, complaint.id))])
+    return InlineKeyboardMarkup(rows)
+
+
+def complaint_topic_name(complaint: Complaint, customer: str) -> str:
+    """``🔴 C-000123 · Ann K · in progress``: state and priority readable in the topic list,
+    cut to Telegram's 128 characters (the reference always stays)."""
+    done = complaint.status in (ComplaintStatus.resolved, ComplaintStatus.closed)
+    mark = DONE_MARK if done else SEVERITY_MARKS.get(str(complaint.severity.value), "")
+    head = f"{mark} {complaint.reference} · "
+    tail = f" · {status_label(complaint.status)}"
+    room = TOPIC_NAME_LIMIT - len(head) - len(tail)
+    return head + clip(customer, max(room, 1)) + tail
+
+
+def digest(*parts: object) -> str:
+    """A short fingerprint of what a message shows (text and buttons)."""
+    blob = json.dumps([p.to_dict() if hasattr(p, "to_dict") else p for p in parts], default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def label_markup(context: DeskContext, template: str, **values: Any) -> InlineKeyboardMarkup:

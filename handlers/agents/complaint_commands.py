@@ -16,7 +16,13 @@ from crm_core.services.complaints import (
     transition_complaint,
 )
 from crm_core.sla import SlaPolicy
-from handlers.agents.announce import ComplaintSubject, post_html, send_html_to, set_topic_open
+from handlers.agents.announce import (
+    ComplaintSubject,
+    post_html,
+    refresh_complaint,
+    send_html_to,
+    set_topic_open,
+)
 from handlers.agents.threads import command_rest, complaint_here, here
 from handlers.core.callbacks import CallbackDataError, Prefix, parse
 from handlers.core.context import DeskContext
@@ -96,6 +102,7 @@ async def change_status(
     if was_closed:  # reopened: agents can write in its topic again
         await set_topic_open(context, complaint.group_chat_id, complaint.group_topic_id, True)
     await post_to_complaint_or_here(update, context, complaint, html)
+    await refresh_complaint(context, complaint.id)
     if complaint.status == ComplaintStatus.closed:
         await set_topic_open(context, complaint.group_chat_id, complaint.group_topic_id, False)
 
@@ -143,6 +150,8 @@ async def assign(update: Update, context: DeskContext, agent: Agent, reference: 
         reference=complaint.reference,
     )
     await post_to_complaint_or_here(update, context, complaint, html)
+    assert complaint.id is not None
+    await refresh_complaint(context, complaint.id)
 
 
 @agent_only
@@ -174,6 +183,8 @@ async def on_severity_command(update: Update, context: DeskContext, agent: Agent
         due=format_when(changed.sla_due_at),
     )
     await post_to_complaint_or_here(update, context, changed, html)
+    assert changed.id is not None
+    await refresh_complaint(context, changed.id)
 
 
 @agent_only

@@ -1,5 +1,6 @@
 """``/customer <name, phone, e-mail, @username or #id>``: the 360° card of one customer, or a
-short list to choose from when several match."""
+short list to choose from when several match. A phone may be written as agents say it, without
+the country code (read in ``DESKBOT_DEFAULT_PHONE_REGION``)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,12 @@ async def on_customer_command(update: Update, context: DeskContext, agent: Agent
     if not query:
         await reply(context, "agent_customer_usage")
         return
-    found = await find_customers(session=context.session, query=query, limit=MAX_LISTED)
+    found = await find_customers(
+        session=context.session,
+        query=query,
+        limit=MAX_LISTED,
+        default_region=context.deps.config.default_phone_region,
+    )
     if not found:
         await reply(context, "agent_customer_not_found", query=query)
     elif len(found) == 1 and found[0].id is not None:

@@ -4,9 +4,11 @@ customer's timeline as internal."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from telegram import Message, Update
+from telegram import Message, ReactionTypeEmoji, Update
+from telegram.error import TelegramError
 
 from crm_core.models import ActorType, Agent, Channel, Direction, Handoff, InteractionKind
 from crm_core.services.complaints import comment_complaint
@@ -18,7 +20,23 @@ from handlers.core.inbound import attachment_of, message_content_type
 from handlers.core.membership import acting_agent
 from handlers.core.send import reply
 
+log = logging.getLogger(__name__)
+
 NOTE_PREFIX = "!"
+# The reaction that tells an agent their message was kept as internal, not sent anywhere.
+KEPT_REACTION = "✍"
+
+
+async def acknowledge(context: DeskContext, message: Message) -> None:
+    """Mark the agent's message as kept internally: a reaction (costs no message of the group's
+    budget), or a short reply where reactions are not allowed."""
+    try:
+        await context.bot.set_message_reaction(
+            message.chat_id, message.message_id, reaction=ReactionTypeEmoji(KEPT_REACTION)
+        )
+    except TelegramError as error:
+        log.info("could not react to note %s: %s", message.message_id, error)
+        await reply(context, "agent_note_kept")
 
 
 async def log_note(
@@ -48,6 +66,7 @@ async def log_note(
         handoff_id=handoff.id,
         complaint_id=handoff.complaint_id,
     )
+    await acknowledge(context, message)
 
 
 @agent_only
@@ -84,3 +103,4 @@ async def comment_on_complaint_here(update: Update, context: DeskContext, messag
         actor_id=agent.id,
         text=text,
     )
+    await acknowledge(context, message)

@@ -194,7 +194,12 @@ async def relay_agent_message(
         return
     user = update.effective_user
     name = signature(context, agent, user.first_name if user else None)
-    details = {"agent_id": agent.id, "agent_name": name, "group_message_id": message.message_id}
+    details = {
+        "agent_id": agent.id,
+        "agent_name": name,
+        "agent_text": message.text or message.caption,
+        "group_message_id": message.message_id,
+    }
     key = current_scope().next_outbound_key()
     if key is not None and await already_relayed(context, key):
         # Telegram delivered this update again (offset not confirmed before a restart): the

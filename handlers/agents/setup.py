@@ -9,8 +9,11 @@ from telegram import Bot, BotCommand, BotCommandScopeChat, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import ChatMigrated, TelegramError
 
+from crm_core.models import Agent
 from handlers.core.context import DeskContext
+from handlers.core.guards import agent_only
 from handlers.core.membership import agent_chat_id, follow_migration
+from handlers.core.send import reply
 from handlers.core.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -18,12 +21,19 @@ log = logging.getLogger(__name__)
 # The agents' command menu (setMyCommands for the group); descriptions: ``agent_cmd_<name>``.
 AGENT_COMMANDS = (
     "queue", "customer", "note", "resolve", "status", "assign", "severity", "stats",
-    "reload_kb",
+    "reload_kb", "help",
 )  # fmt: skip
 
 
 def agent_command_menu(texts: Texts) -> list[BotCommand]:
     return [BotCommand(name, texts.render_plain(f"agent_cmd_{name}")) for name in AGENT_COMMANDS]
+
+
+@agent_only
+async def on_help(update: Update, context: DeskContext, agent: Agent) -> None:
+    """/help in the agents' group: how the group works and the agents' commands."""
+    commands = [(c.command, c.description) for c in agent_command_menu(context.deps.texts)]
+    await reply(context, "agent_help", commands=commands)
 
 
 async def prepare_agent_chat(bot: Bot, chat_id: int | None, texts: Texts) -> None:

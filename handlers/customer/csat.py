@@ -12,11 +12,14 @@ from datetime import timedelta
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, MessageHandler, filters
 
 from crm_core.errors import DomainError
 from crm_core.models import FlowState, Handoff
-from crm_core.services.handoffs import rate_handoff
+from crm_core.services.handoffs import get_handoff, rate_handoff
+from handlers.agents.announce import HandoffSubject, post_html
+from handlers.agents.cards import customer_name, handoff_reference
 from handlers.core.callbacks import CallbackDataError, Prefix, build, parse, pattern
 from handlers.core.context import DeskContext
 from handlers.core.flows import FlowName, end_flow, load_flow, save_step
@@ -96,6 +99,7 @@ async def on_rating(update: Update, context: DeskContext) -> None:
         ttl=min(COMMENT_TTL, context.deps.config.flow_ttl),
     )
     await reply(context, "csat_thanks", score=score, handoff_id=handoff_id)
+    await tell_agents(context, handoff_id, score)
 
 
 async def _is_own_handoff(context: DeskContext, handoff_id: int) -> bool:
@@ -120,7 +124,30 @@ async def take_comment(update: Update, context: DeskContext, flow: FlowState) ->
         session=context.session, handoff_id=handoff_id, score=score, comment=message.text
     )
     await reply(context, "csat_comment_thanks", handoff_id=handoff_id)
+    await tell_agents(context, handoff_id, score, comment=message.text)
     return True
+
+
+async def tell_agents(
+    context: DeskContext, handoff_id: int, score: int, *, comment: str | None = None
+) -> None:
+    """The rating (and its comment) go into the conversation's topic: the agents learn how it
+    went. Best effort: the customer's thanks do not depend on the group."""
+    handoff = await get_handoff(session=context.session, handoff_id=handoff_id)
+    if handoff.chat_id is None:
+        return  # never reached the agents' group
+    html = context.deps.texts.render(
+        "agent_rating",
+        context.deps.config.default_language,
+        name=await customer_name(context, handoff.customer_id),
+        reference=handoff_reference(handoff),
+        score=score,
+        comment=comment,
+    )
+    try:
+        await post_html(context, HandoffSubject(handoff_id), html)
+    except TelegramError as error:
+        log.warning("could not tell the agents the rating of handoff %s: %s", handoff_id, error)
 
 
 async def skip_comment_on_command(update: Update, context: DeskContext) -> None:

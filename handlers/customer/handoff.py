@@ -12,7 +12,8 @@ from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 
 from crm_core.models import HandoffStatus
 from crm_core.services.handoffs import close_handoff, get_open_handoff, open_handoff
-from handlers.agents.announce import HandoffSubject, announce_handoff, post_html
+from handlers.agents.announce import HandoffSubject, announce_handoff, post_html, set_topic_open
+from handlers.agents.cards import relabel_card
 from handlers.core.callbacks import MenuAction
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext
@@ -69,6 +70,9 @@ async def withdraw_request(context: DeskContext) -> bool:
             await post_html(context, HandoffSubject(handoff.id), html)
         except TelegramError as error:
             log.warning("could not tell the agents of withdrawn handoff %s: %s", handoff.id, error)
+        # Nothing left to claim: the card says so and the topic closes.
+        await relabel_card(context, closed, "agent_withdrawn_button")
+        await set_topic_open(context, closed.chat_id, closed.topic_id, False)
     return True
 
 

@@ -26,6 +26,7 @@ from handlers.core.inbound import message_content_type
 from handlers.core.keyboards import inline_button
 from handlers.core.send import reply
 from handlers.core.texts import Texts
+from handlers.supervisor import supervisor_command_menu
 
 # Commands shown in Telegram's menu (setMyCommands), in this order; the description of each
 # is the template ``commands/<name>``.
@@ -100,6 +101,10 @@ async def start(update: Update, context: DeskContext) -> None:
 
 async def help_command(update: Update, context: DeskContext) -> None:
     await reply(context, "help")
+    user = update.effective_user
+    if user is not None and context.deps.config.is_supervisor(user.id):
+        commands = [(c.command, c.description) for c in supervisor_command_menu(context.deps.texts)]
+        await reply(context, "supervisor_help", commands=commands)
 
 
 async def ask_prompt(update: Update, context: DeskContext) -> None:

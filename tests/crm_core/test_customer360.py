@@ -89,6 +89,8 @@ async def test_360_shows_everything_an_agent_needs(session: AsyncSession) -> Non
     }
     assert (view.lifetime_value_minor, view.currency, view.purchase_count) == (2200, "EUR", 2)
     assert view.last_purchase_at == NOW - timedelta(days=3)
+    assert view.first_purchase_at == NOW - timedelta(days=30)  # a refund is no first purchase
+    assert [h.status for h in view.past_handoffs] == [HandoffStatus.closed]
     assert [i.text for i in view.recent_interactions] == ["m2", "m3", "m4"]
     assert [c.reference for c in view.open_complaints] == ["C-1"]
     assert view.open_handoff is not None and view.open_handoff.reason == "call me"
@@ -102,6 +104,7 @@ async def test_360_of_a_newcomer(session: AsyncSession) -> None:
     view = await get_customer_360(session=session, customer_id=c.id, now=NOW)
     assert (view.lifetime_value_minor, view.currency, view.purchase_count) == (0, None, 0)
     assert view.last_purchase_at is None and view.rfm is None
+    assert view.first_purchase_at is None and view.past_handoffs == ()
     assert view.recent_interactions == [] and view.open_complaints == []
     assert view.open_handoff is None
 

@@ -316,6 +316,23 @@ async def test_find_customers_by_every_key(session: AsyncSession) -> None:
     assert await ids("   ") == []
 
 
+async def test_find_customers_reads_a_local_phone_in_the_desks_region(
+    session: AsyncSession,
+) -> None:
+    ann = await identify_customer(session=session, channel="telegram", external_id="4242")
+    assert ann.id
+    await link_phone(session=session, customer_id=ann.id, phone="+4915112345678", verified=True)
+
+    async def ids(q: str, region: str | None) -> list[int | None]:
+        found = await find_customers(session=session, query=q, default_region=region)
+        return [c.id for c in found]
+
+    assert await ids("0151 12345678", "DE") == [ann.id]  # as a German agent writes it
+    assert await ids("0151 12345678", None) == []  # no region: no guess
+    assert await ids("4915112345678", "DE") == [ann.id]  # international without "+" still works
+    assert await ids("+4915112345678", "FR") == [ann.id]
+
+
 async def test_tags_are_trimmed_lowercased_and_unique(session: AsyncSession) -> None:
     c = await identify_customer(session=session, channel="telegram", external_id="1")
     assert c.id

@@ -59,6 +59,12 @@ class ApiError(Exception):
         self.code, self.description, self.parameters = code, description, parameters
 
 
+# The emoji a bot may react with (Telegram's list, in part).
+ALLOWED_REACTIONS = frozenset(
+    "👍👎❤🔥🥰👏😁🤔🤯😱🤬😢🎉🤩🙏👌🕊🤡🥱🥴😍🐳🌚🌭💯🤣⚡🍌🏆💔🤨😐🍓🍾💋🖕😈😴😭🤓👻👀🎃🙈😇😨🤝✍🤗🫡🎅🎄☃💅🤪🗿🆒💘🙉🦄😘💊🙊😎👾🤷😡"
+)
+
+
 def bad_request(description: str, **parameters: Any) -> ApiError:
     return ApiError(400, f"Bad Request: {description}", parameters or None)
 
@@ -270,6 +276,10 @@ class FakeBotAPI:
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.answered_callbacks: dict[str, dict[str, Any]] = {}
         self.files: dict[str, bytes] = {}
+        # What a file id is (photo, document): Telegram refuses one kind's id for another.
+        self.file_kinds: dict[str, str] = {}
+        # Reactions the bot set: (chat_id, message_id) -> emoji.
+        self.reactions: dict[tuple[int, int], list[str]] = {}
         self.webhook_url: str = ""
         self.delivered_update_ids: list[int] = []
         self.processed_update_ids: list[int] = []
@@ -469,6 +479,7 @@ class FakeBotAPI:
         self, user: FakeUser, *, caption: str | None = None, chat: FakeChat | None = None
     ) -> StoredMessage:
         file_id = self._new_file(b"\x89PNG fake photo")
+        self.file_kinds[file_id] = self.file_kinds[f"{file_id}_s"] = "photo"
         sizes = [
             {"file_id": f"{file_id}_s", "file_unique_id": f"u{file_id}s", "width": 90,
              "height": 90, "file_size": 1000},
@@ -491,6 +502,7 @@ class FakeBotAPI:
         content: bytes = b"%PDF fake",
     ) -> StoredMessage:
         file_id = self._new_file(content)
+        self.file_kinds[file_id] = "document"
         document = {
             "file_id": file_id, "file_unique_id": f"u{file_id}", "file_name": file_name,
             "mime_type": mime_type, "file_size": len(content),
@@ -807,8 +819,15 @@ class FakeBotAPI:
         return True
 
     def _commands_key(self, params: dict[str, Any]) -> tuple[str, str]:
+        """``("all_private_chats", "de")``, or ``("chat:-100123", "")`` for one chat's menu."""
         scope = params.get("scope") or {"type": "default"}
-        return (str(scope.get("type")), str(params.get("language_code") or ""))
+        if isinstance(scope, str):
+            scope = json.loads(scope)
+        kind = str(scope.get("type"))
+        if "chat_id" in scope:
+            chat = self._chat(scope["chat_id"])  # a chat the bot does not know: "chat not found"
+            kind = f"{kind}:{chat.id}"
+        return (kind, str(params.get("language_code") or ""))
 
     async def _api_setMyCommands(self, params: dict[str, Any], _: Any) -> bool:
         commands = params.get("commands") or []
@@ -1020,6 +1039,9 @@ class FakeBotAPI:
             file_id = self._new_file(uploads[file_id.removeprefix("attach://")])
         elif file_id not in self.files and not file_id.startswith("http"):
             raise bad_request("wrong file identifier/HTTP URL specified")
+        elif self.file_kinds.get(file_id, kind) != kind:
+            known = self.file_kinds[file_id].capitalize()
+            raise bad_request(f"can't use file of type {known} as {kind.capitalize()}")
         content: dict[str, Any] = {}
         caption = params.get("caption")
         if caption:
@@ -1126,6 +1148,20 @@ class FakeBotAPI:
 
     async def _api_unpinChatMessage(self, params: dict[str, Any], _: Any) -> bool:
         self._chat(params.get("chat_id"))
+        return True
+
+    async def _api_setMessageReaction(self, params: dict[str, Any], _: Any) -> bool:
+        chat = self._chat(params.get("chat_id"))
+        message_id = int(params["message_id"])
+        if self._find(chat.id, message_id) is None:
+            raise bad_request("message to react not found")
+        reaction = params.get("reaction") or []
+        if isinstance(reaction, str):
+            reaction = json.loads(reaction)
+        emoji = [str(r.get("emoji")) for r in reaction if r.get("type") == "emoji"]
+        if any(e not in ALLOWED_REACTIONS for e in emoji):
+            raise bad_request("REACTION_INVALID")
+        self.reactions[(chat.id, message_id)] = emoji
         return True
 
     async def _api_answerCallbackQuery(self, params: dict[str, Any], _: Any) -> bool:

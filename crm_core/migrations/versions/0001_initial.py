@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-12-03 09:08:26.336246
+Create Date: 2026-12-03 09:17:54.533019
 """
 
 from collections.abc import Sequence
@@ -208,6 +208,7 @@ def upgrade() -> None:
     sa.Column('message_id', sa.BigInteger(), nullable=False),
     sa.Column('handoff_id', sa.Integer(), nullable=True),
     sa.Column('complaint_id', sa.Integer(), nullable=True),
+    sa.Column('shown_digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('created_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['complaint_id'], ['complaint.id'], ),
     sa.ForeignKeyConstraint(['handoff_id'], ['handoff.id'], ),

@@ -100,3 +100,28 @@ async def test_handoff_and_complaint_reach_the_agents_group(
     filed = await alice.expect("registered as")
     reference = filed.text.split("registered as ")[1].split(".")[0]
     assert reference in (await sam.expect(reference)).text
+
+
+async def test_a_complaints_photos_and_documents_reach_its_topic(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    await alice.ask("/complaint", contains="What is it about?")
+    await alice.press("Delivery")
+    await alice.expect("describe what happened")
+    photo = await alice.send_photo()
+    await alice.expect("File attached (1 so far)")
+    document = await alice.send_document("receipt.pdf")
+    await alice.expect("File attached (2 so far)")
+    summary = await alice.ask("The parcel arrived crushed", contains="Submit it?")
+    await alice.press("Submit", summary)
+    await alice.expect("registered as")
+
+    card = await sam.expect("Complaint C-")
+    assert "2 attachments" in card.text
+    first = await sam.expect("attachment 1 of 2", thread_id=card.thread_id)
+    second = await sam.expect("attachment 2 of 2", thread_id=card.thread_id)
+    assert first.data["photo"][-1]["file_id"] == photo.data["photo"][-1]["file_id"]
+    assert second.data["document"]["file_id"] == document.data["document"]["file_id"]

@@ -91,6 +91,14 @@ def test_transcript_names_speakers_and_skips_events() -> None:
     ]  # fmt: skip
 
 
+def test_an_agents_line_shows_what_they_wrote_not_the_signed_message() -> None:
+    signed = "Alice (support team): Your refund is on its way"
+    details = {"agent_name": "Alice", "agent_text": "Your refund is on its way"}
+    rows = [interaction(InteractionKind.agent_reply, details, text=signed)]
+    (line,) = transcript_lines(rows, "Bob")
+    assert (line["who"], line["text"]) == ("Alice", "Your refund is on its way")
+
+
 def test_fit_card_drops_oldest_lines_until_it_fits() -> None:
     texts = Texts()
     transcript = [
@@ -110,15 +118,21 @@ def test_fit_card_drops_oldest_lines_until_it_fits() -> None:
 @pytest.mark.parametrize("verified", [True, False])
 def test_customer_card_shows_phone_email_and_since_on_their_own_lines(verified: bool) -> None:
     customer = SimpleNamespace(
-        name="Al", username="al", id=1, phone="+4915112345678", verified=verified,
-        email="al@example.com", since="01 Jan 2026", tier=None, segment=None,
-        lifetime_value=None, purchases=0, last_purchase=None, open_complaints=[],
-        recent_complaints=[],
+        name="Al", username="al", id=1, phone="+4915112345678", phone_verified=verified,
+        email="al@example.com", email_verified=False, external_id="K-77", tags=["vip", "b2b"],
+        since="01 Jan 2026", tier=None, segment=None, lifetime_value=None, purchases=0,
+        last_purchase=None, open_complaints=[], recent_complaints=[],
+        past_handoffs=[
+            {"reference": "H-3", "closed": "02 Feb 2026", "score": 2, "comment": "slow"}
+        ],
     )  # fmt: skip
     lines = Texts().render("card_customer", "en", c=customer).splitlines()
-    mark = " (verified)" if verified else ""
-    assert lines[1:4] == [
-        f"📞 +4915112345678{mark}",
-        f"✉️ al@example.com{mark}",
+    assert lines[0].endswith("#1 · shop id K-77")
+    # Only a phone Telegram vouched for is "verified"; a typed e-mail never is.
+    assert lines[1:5] == [
+        f"📞 +4915112345678 ({'verified' if verified else 'not verified'})",
+        "✉️ al@example.com (not verified)",
         "Customer since 01 Jan 2026",
+        "🏷 vip, b2b",
     ]
+    assert "• H-3 closed 02 Feb 2026 · ★★☆☆☆ “slow”" in lines

@@ -73,7 +73,7 @@ async def test_complaint_is_announced_and_status_changes_reach_the_customer(
     group = harness.fake.chats[GROUP_ID]
     reference = (await complaint_row(harness)).reference
     assert card.thread_id is not None
-    assert group.topics[card.thread_id].name == f"Alice · {reference}"
+    assert group.topics[card.thread_id].name == f"🟠 {reference} · Alice · open"
     assert "The parcel arrived empty" in card.text and "delivery" in card.text
 
     await sam.send(f"/status {reference} in_progress checking with the courier")
@@ -161,3 +161,53 @@ async def test_severity_triage_moves_the_sla_and_stays_internal(
     await sam.send("/severity")
     await sam.expect("Usage: /severity")
     await alice.expect_silence(timeout=0.5)  # triage is the desk's business, not a message
+
+
+def buttons(harness: Harness, card: StoredMessage) -> list[str]:
+    shown = harness.fake.message(GROUP_ID, card.message_id)
+    return [button["text"] for button in shown.inline_buttons()]
+
+
+@BOTH_DATABASES
+async def test_the_complaint_card_and_topic_follow_every_change(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, sam, alice, card = await file_and_announce(harness_factory)
+    group = harness.fake.chats[GROUP_ID]
+    reference = (await complaint_row(harness)).reference
+    assert card.thread_id is not None
+    topic = group.topics[card.thread_id]
+    assert buttons(harness, card) == ["▶️ In progress", "✅ Resolved", "🙋 Assign to me"]
+
+    await sam.press("In progress", card)
+    await alice.expect("working on your complaint")
+    await harness.settle()
+    shown = harness.fake.message(GROUP_ID, card.message_id)
+    assert "in progress" in shown.text.splitlines()[0]
+    assert buttons(harness, card) == ["✅ Resolved", "🙋 Assign to me"]
+    assert topic.name == f"🟠 {reference} · Alice · in progress"
+
+    await sam.send("/severity critical", thread_id=card.thread_id)
+    await sam.send("/assign", thread_id=card.thread_id)
+    await sam.expect(f"Sam took {reference}", thread_id=card.thread_id)
+    await harness.settle()
+    assert topic.name == f"🔴 {reference} · Alice · in progress"
+    assert "critical" in harness.fake.message(GROUP_ID, card.message_id).text
+    assert buttons(harness, card) == ["✅ Resolved"]
+
+    await sam.press("Resolved", card)
+    await alice.expect("has been resolved")
+    await harness.settle()
+    assert topic.name == f"✅ {reference} · Alice · resolved"
+    assert buttons(harness, card) == ["🗂 Closed", "↩️ Reopen"]
+
+    # Something that changes nothing on the card sends no edit (Telegram would refuse it).
+    edits = len(harness.fake.calls("editMessageText"))
+    renames = len(harness.fake.calls("editForumTopic"))
+    await sam.send(f"/assign {reference}")
+    await sam.expect(f"Sam took {reference}")
+    await harness.settle()
+    assert len(harness.fake.calls("editMessageText")) == edits
+    assert len(harness.fake.calls("editForumTopic")) == renames
+    not_modified = [r for r in harness.fake.requests if "not modified" in str(r.error or "")]
+    assert not_modified == []

@@ -144,3 +144,39 @@ async def test_discussion_in_a_complaint_topic_is_kept_as_internal_comments(
     ]
     # Nothing of the discussion reached the customer.
     assert not any("Courier" in message.text for message in alice.replies)
+
+
+async def test_notes_and_comments_are_acknowledged_so_agents_tell_them_from_replies(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await drain(harness, alice, sam)
+
+    note = await sam.send("! check the courier first", thread_id=card.thread_id)
+    command = await sam.send("/note she prefers e-mail", thread_id=card.thread_id)
+    answer = await sam.send("We are on it", thread_id=card.thread_id)
+    await alice.expect("We are on it")
+    await harness.settle()
+
+    assert harness.fake.reactions[(GROUP_ID, note.message_id)] == ["✍"]
+    assert harness.fake.reactions[(GROUP_ID, command.message_id)] == ["✍"]
+    assert (GROUP_ID, answer.message_id) not in harness.fake.reactions  # a reply is no note
+
+
+async def test_a_note_is_acknowledged_in_words_where_reactions_are_refused(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    await drain(harness, alice, sam)
+    harness.fake.fail_next("setMessageReaction", 400, "Bad Request: REACTION_INVALID")
+
+    await sam.send("! internal only", thread_id=card.thread_id)
+
+    await sam.expect("Internal note kept", thread_id=card.thread_id)
+    await alice.expect_silence()

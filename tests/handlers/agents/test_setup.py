@@ -18,10 +18,10 @@ async def test_agents_get_their_command_menu_and_missing_rights_are_logged(
     group = fake.add_group(GROUP_ID, forum=True)
     fake.set_member(group.id, fake.bot_user.id, "member")  # not an administrator
 
-    with caplog.at_level(logging.WARNING, logger="handlers.agent_group"):
+    with caplog.at_level(logging.WARNING, logger="handlers.agents.setup"):
         await harness_factory(agent_chat_id=GROUP_ID)
 
-    menu = [c["command"] for c in fake.commands[("chat", "")]]
+    menu = [c["command"] for c in fake.commands[(f"chat:{GROUP_ID}", "")]]
     assert menu[:4] == ["queue", "customer", "note", "resolve"] and "stats" in menu
     assert "not an administrator of the agents' group" in caplog.text
 
@@ -54,3 +54,18 @@ async def test_group_migration_is_followed_and_persisted(
     new_group = harness.fake.chats[NEW_GROUP_ID]
     harness.fake.push_message(sam.user, "Yes, here", chat=new_group, reply_to=relayed)
     await alice.expect("Sam (support team): Yes, here")
+
+
+async def test_help_in_the_agents_group_explains_the_group_and_lists_its_commands(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await harness_factory(agent_chat_id=GROUP_ID)
+    group = harness.agents_group(GROUP_ID)
+    sam = harness.agent("Sam", group=group)
+    eve = harness.agent("Eve", group=group, status="left")
+
+    await sam.send("/help")
+    shown = await sam.expect("Working in the agents' group")
+    assert "/queue" in shown.text and "/resolve" in shown.text and "internal note" in shown.text
+    await eve.send("/help")
+    await eve.expect("Only members of the agents' group")

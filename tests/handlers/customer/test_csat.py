@@ -29,12 +29,17 @@ async def test_resolve_closes_topic_and_rating_with_comment_is_stored(
     assert harness.fake.message(GROUP_ID, card.message_id).button("Resolved by Sam")
     await alice.press("4", ask)
     await alice.expect("rating us 4/5")
+    rated = await sam.expect("Alice rated", thread_id=card.thread_id)
+    assert "★★★★☆ (4/5)" in rated.text
     await alice.ask("Quick and friendly, thanks", contains="passed your comment on")
+    commented = await sam.expect("added to their rating", thread_id=card.thread_id)
+    assert "Quick and friendly, thanks" in commented.text
 
     handoff = await latest_handoff(harness)
     assert handoff.status == HandoffStatus.closed and handoff.summary == "refund issued"
     assert (handoff.csat_score, handoff.csat_comment) == (4, "Quick and friendly, thanks")
     # The next question goes to the bot again, not to the agents.
+    await harness.settle()
     agents_before = len(harness.fake.sent_to(GROUP_ID))
     await alice.send("How do I return an item?")
     await harness.settle()
