@@ -164,6 +164,17 @@ async def list_waiting_handoffs(*, session: AsyncSession) -> list[Handoff]:
 # --------------------------------------------------------------------------------------------
 
 
+async def list_announced_handoffs(*, session: AsyncSession, customer_id: int) -> list[Handoff]:
+    """The customer's handoffs that have a place in the agents' group, newest first."""
+    stmt = (
+        select(Handoff)
+        .where(Handoff.customer_id == customer_id, col(Handoff.chat_id).is_not(None))
+        .order_by(col(Handoff.id).desc())
+    )
+    async with unit_of_work(session):
+        return list((await session.exec(stmt, execution_options=FRESH)).all())
+
+
 async def set_handoff_location(
     *,
     session: AsyncSession,

@@ -33,10 +33,11 @@ from telegram.error import BadRequest, ChatMigrated, TelegramError
 
 from crm_core.models import Complaint, Customer, Handoff, HandoffStatus
 from crm_core.services.agents import get_agent
-from crm_core.services.complaints import set_complaint_group_location
+from crm_core.services.complaints import list_customer_complaints, set_complaint_group_location
 from crm_core.services.handoffs import (
     get_handoff,
     link_group_message,
+    list_announced_handoffs,
     mark_unreachable,
     set_handoff_location,
     set_shown_digest,
@@ -52,6 +53,7 @@ from handlers.agents.cards import (
     digest,
     handoff_card_html,
     handoff_reference,
+    is_erased,
 )
 from handlers.core.context import DeskContext
 from handlers.core.format import display_name, utf16_len
@@ -304,6 +306,8 @@ class ComplaintSubject(Subject):
 
     async def topic_name(self, context: DeskContext) -> str:
         complaint = await self.complaint(context)
+        if await is_erased(context, complaint.customer_id):
+            return complaint_topic_name(complaint, None)
         return complaint_topic_name(complaint, await customer_name(context, complaint.customer_id))
 
     async def short_card(self, context: DeskContext) -> tuple[str, Any]:
@@ -567,5 +571,34 @@ async def refresh_complaint(context: DeskContext, complaint_id: int) -> None:
             await rename_topic(context, chat_id, complaint.group_topic_id, name)
     except Exception:
         log.exception("could not refresh the card of complaint %s", complaint_id)
+        with contextlib.suppress(Exception):
+            await context.session.rollback()
+
+
+async def erase_from_group(context: DeskContext, customer_id: int) -> None:
+    """After /forgetme: the agents' group keeps no name of the customer in its topic list or on
+    its cards. Every complaint's card is re-rendered (now without personal data) and its topic
+    named by reference and state; every handoff's card is replaced by a short note and its
+    topic named by its reference. Best effort: never raises."""
+    try:
+        for handoff in await list_announced_handoffs(
+            session=context.session, customer_id=customer_id
+        ):
+            assert handoff.chat_id is not None and handoff.id is not None
+            reference = handoff_reference(handoff)
+            if handoff.card_message_id is not None:
+                html = context.deps.texts.render(
+                    "card_erased", context.deps.config.default_language, reference=reference
+                )
+                await show_card(context, handoff.chat_id, handoff.card_message_id, html, None)
+            if handoff.topic_id is not None:
+                await rename_topic(context, handoff.chat_id, handoff.topic_id, reference)
+        for complaint in await list_customer_complaints(
+            session=context.session, customer_id=customer_id
+        ):
+            if complaint.group_chat_id is not None and complaint.id is not None:
+                await refresh_complaint(context, complaint.id)
+    except Exception:
+        log.exception("could not erase customer %s from the agents' group", customer_id)
         with contextlib.suppress(Exception):
             await context.session.rollback()

@@ -70,6 +70,13 @@ async def customer_name(context: DeskContext, customer_id: int | None) -> str:
     return display_name(customer.name if customer else None, customer_id)
 
 
+async def is_erased(context: DeskContext, customer_id: int | None) -> bool:
+    """Did the customer ask to be forgotten? Their name is then shown nowhere."""
+    customer = await context.session.get(Customer, customer_id) if customer_id else None
+    await context.session.commit()
+    return customer is not None and customer.anonymized_at is not None
+
+
 @dataclass
 class CustomerView:
     """What the customer part of every card shows."""
@@ -366,15 +373,18 @@ def complaint_keyboard(context: DeskContext, complaint: Complaint) -> InlineKeyb
     return InlineKeyboardMarkup(rows)
 
 
-def complaint_topic_name(complaint: Complaint, customer: str) -> str:
+def complaint_topic_name(complaint: Complaint, customer: str | None) -> str:
     """``🔴 C-000123 · Ann K · in progress``: state and priority readable in the topic list,
-    cut to Telegram's 128 characters (the reference always stays)."""
+    cut to Telegram's 128 characters (the reference always stays). Without a customer name
+    (erased at their request) the reference and state alone."""
     done = complaint.status in (ComplaintStatus.resolved, ComplaintStatus.closed)
     mark = DONE_MARK if done else SEVERITY_MARKS.get(str(complaint.severity.value), "")
     head = f"{mark} {complaint.reference} · "
-    tail = f" · {status_label(complaint.status)}"
-    room = TOPIC_NAME_LIMIT - len(head) - len(tail)
-    return head + clip(customer, max(room, 1)) + tail
+    tail = status_label(complaint.status)
+    if customer is None:
+        return head + tail
+    room = TOPIC_NAME_LIMIT - len(head) - len(tail) - 3
+    return f"{head}{clip(customer, max(room, 1))} · {tail}"
 
 
 def digest(*parts: object) -> str:

@@ -38,6 +38,7 @@ from crm_core.models import (
 from crm_core.services.complaints import complaint_history, list_customer_complaints
 from crm_core.services.interactions import log_interaction, recent_interactions
 from crm_core.services.privacy import export_customer_data, forget_customer
+from handlers.agents.announce import erase_from_group
 from handlers.core.callbacks import CallbackDataError, MenuAction, Prefix, build, parse, pattern
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext
@@ -247,6 +248,7 @@ async def on_forget_choice(update: Update, context: DeskContext) -> None:
         await reply(context, "forget_kept")
         return
     await forget_customer(session=context.session, customer_id=customer_id)
+    await erase_from_group(context, customer_id)
     # Keep the update's key (see the module docstring), on a row that names nobody.
     if update.update_id is not None:
         await log_interaction(

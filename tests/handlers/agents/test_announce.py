@@ -125,3 +125,29 @@ async def test_a_complaints_photos_and_documents_reach_its_topic(
     second = await sam.expect("attachment 2 of 2", thread_id=card.thread_id)
     assert first.data["photo"][-1]["file_id"] == photo.data["photo"][-1]["file_id"]
     assert second.data["document"]["file_id"] == document.data["document"]["file_id"]
+
+
+async def test_erasure_leaves_no_name_in_the_agents_group(harness_factory: HarnessFactory) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice", last_name="Smith")
+    handoff_card = await open_handoff(harness, alice, sam)
+    await alice.ask("/complaint", contains="What is it about?")
+    await alice.press("Delivery")
+    await alice.expect("describe what happened")
+    summary = await alice.ask("The parcel arrived crushed", contains="Submit it?")
+    await alice.press("Submit", summary)
+    await alice.expect("registered as")
+    complaint_card = await sam.expect("Complaint C-")
+    assert handoff_card.thread_id and complaint_card.thread_id
+    assert "Alice Smith" in group.topics[complaint_card.thread_id].name
+
+    await alice.press("Yes", await alice.ask("/forgetme", contains="really"))
+    await alice.expect("has been erased")
+    await harness.settle()
+
+    assert group.topics[handoff_card.thread_id].name == "H-1"
+    assert group.topics[complaint_card.thread_id].name == "🟡 C-000001 · open"
+    for card in (handoff_card, complaint_card):
+        shown = harness.fake.message(GROUP_ID, card.message_id).text
+        assert "Alice" not in shown and "crushed" not in shown, shown
