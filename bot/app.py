@@ -167,6 +167,7 @@ def desk_config_from_settings(settings: Settings) -> DeskConfig:
         membership_cache_seconds=settings.membership_cache_seconds,
         sweep_interval_seconds=settings.sweep_interval_seconds,
         default_phone_region=settings.default_phone_region,
+        timezone=settings.timezone,
     )
 
 

@@ -6,6 +6,7 @@ Every field is documented in the README's settings table; keep the two in step.
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -115,6 +116,10 @@ class Settings(BaseSettings):
         default=None,
         description="ISO country code for phone numbers given without +country (e.g. DE).",
     )
+    timezone: str = Field(
+        default="UTC",
+        description="The desk's time zone (IANA name, e.g. Europe/Berlin) for every time shown.",
+    )
 
     # --- Webhook (optional; `deskbot run --webhook`) -----------------------------------------
     webhook_url: str | None = Field(
@@ -172,6 +177,15 @@ class Settings(BaseSettings):
         if value.strip().upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError("must be a two-letter ISO country code, e.g. DE")
         return value.strip().upper()
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name, e.g. Europe/Berlin or UTC") from None
+        return value.strip()
 
     @field_validator("supervisor_ids", mode="before")
     @classmethod

@@ -41,6 +41,7 @@ from handlers.core.format import (
     display_name,
     format_date,
     format_money,
+    format_when,
     status_label,
     utf16_len,
 )
@@ -258,7 +259,7 @@ async def handoff_card_html(context: DeskContext, handoff: Handoff) -> str:
             reason=clip(handoff.reason, 600) if handoff.reason else None,
             last_question=_last_question(transcript, view.name),
             kb=kb,
-            requested=as_utc(handoff.requested_at).strftime("%d %b, %H:%M UTC"),
+            requested=format_when(handoff.requested_at, context.deps.config.zone),
             **extra,
         )
 
@@ -286,9 +287,7 @@ async def complaint_card_html(context: DeskContext, complaint: Complaint) -> str
         complaint=complaint,
         status=status_label(complaint.status),
         description=clip(complaint.description, 1500),
-        sla_due=as_utc(complaint.sla_due_at).strftime("%d %b %Y, %H:%M UTC")
-        if complaint.sla_due_at
-        else "—",
+        sla_due=format_when(complaint.sla_due_at, context.deps.config.zone),
         attachments=len(complaint.attachments or []),
     )
     return html

@@ -180,7 +180,7 @@ async def on_severity_command(update: Update, context: DeskContext, agent: Agent
         agent=agent.display_name,
         reference=changed.reference,
         severity=changed.severity.value,
-        due=format_when(changed.sla_due_at),
+        due=format_when(changed.sla_due_at, context.deps.config.zone),
     )
     await post_to_complaint_or_here(update, context, changed, html)
     assert changed.id is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from crm_core.sla import DEFAULT_HOURS_BY_NAME
 
@@ -29,6 +30,12 @@ class DeskConfig:
     sweep_interval_seconds: int = 60
     default_phone_region: str | None = None
     default_language: str = "en"
+    # The desk's time zone (IANA name): every time a customer or an agent reads is shown in it.
+    timezone: str = "UTC"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     def is_supervisor(self, telegram_user_id: int) -> bool:
         return telegram_user_id in self.supervisor_ids

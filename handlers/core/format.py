@@ -3,18 +3,20 @@ message says the same thing the same way."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from crm_core.clock import as_utc
 
 MAX_BUTTON_LABEL = 60
 
 
-def format_when(moment: datetime | None) -> str:
-    """``24 Nov 2026, 14:05 UTC`` — unambiguous for customers anywhere."""
+def format_when(moment: datetime | None, zone: tzinfo | None = None) -> str:
+    """``24 Nov 2026, 15:05 CET`` in the desk's time zone (``DESKBOT_TIMEZONE``; UTC by
+    default), with the zone named so nobody reads it in another."""
     if moment is None:
         return "—"
-    return as_utc(moment).strftime("%d %b %Y, %H:%M UTC")
+    local = as_utc(moment).astimezone(zone or UTC)
+    return local.strftime("%d %b %Y, %H:%M ") + (local.tzname() or "UTC")
 
 
 def format_date(moment: datetime | None) -> str:

@@ -377,7 +377,7 @@ async def submit(update: Update, context: DeskContext, draft: ComplaintDraft) ->
         "complaint_filed",
         reference=complaint.reference,
         sla=format_hours(hours),
-        due=format_when(complaint.sla_due_at),
+        due=format_when(complaint.sla_due_at, config.zone),
         complaint_id=complaint.id,
     )
     await announce_complaint(context, complaint_id=complaint.id)

@@ -20,6 +20,7 @@ identity): that is what the customer asked for, and the confirmation says so.
 from __future__ import annotations
 
 import json
+from datetime import tzinfo
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -76,7 +77,7 @@ async def my_complaints(update: Update, context: DeskContext) -> None:
             "reference": c.reference,
             "category": c.category.value,
             "status": status_label(c.status),
-            "changed": format_when(c.updated_at),
+            "changed": format_when(c.updated_at, context.deps.config.zone),
         }
         for c in shown
     ]
@@ -118,7 +119,7 @@ def visible_notes(interactions: list[Interaction], complaint_id: int) -> set[tup
 
 
 def history_lines(
-    events: list[ComplaintEvent], shown_notes: set[tuple[str, str]]
+    events: list[ComplaintEvent], shown_notes: set[tuple[str, str]], zone: tzinfo | None = None
 ) -> list[dict[str, Any]]:
     """The events a customer may see, each with the note only if it reached them."""
     lines = []
@@ -133,7 +134,7 @@ def history_lines(
             continue  # an internal comment: not even that it exists
         lines.append(
             {
-                "when": format_when(event.created_at),
+                "when": format_when(event.created_at, zone),
                 "action": event.action,
                 "actor": str(event.actor_type),
                 "to_status": status_label(event.to_status) if event.to_status else None,
@@ -172,7 +173,9 @@ async def view_complaint(update: Update, context: DeskContext) -> None:
         status=status_label(complaint.status),
         description=complaint.description,
         attachments=len(complaint.attachments),
-        events=history_lines(events, visible_notes(interactions, complaint.id)),
+        events=history_lines(
+            events, visible_notes(interactions, complaint.id), context.deps.config.zone
+        ),
         complaint_id=complaint.id,
     )
 

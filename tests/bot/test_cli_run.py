@@ -50,6 +50,8 @@ def test_missing_token_exits_2_naming_the_setting(
         ("DESKBOT_AGENT_SIGNATURE", "full_name"),
         ("DESKBOT_DEFAULT_PHONE_REGION", "Germany"),
         ("DESKBOT_DEFAULT_PHONE_REGION", "XX"),
+        ("DESKBOT_TIMEZONE", "Berlin"),
+        ("DESKBOT_TIMEZONE", "../../etc/passwd"),
         ("DESKBOT_DATABASE_URL", "garbage"),
         ("DESKBOT_DATABASE_URL", "sqlite:///./deskbot.db"),
         ("DESKBOT_DATABASE_URL", "mysql+aiomysql://u:secret@h/db"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -40,6 +41,16 @@ def test_format_when_is_utc_whatever_the_input() -> None:
     assert format_when(naive) == format_when(berlin) == "24 Nov 2026, 14:05 UTC"
     assert format_when(datetime(2026, 1, 1, tzinfo=UTC)) == "01 Jan 2026, 00:00 UTC"
     assert format_when(None) == "—"
+
+
+def test_format_when_speaks_the_desks_time_zone_and_names_it() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    assert (
+        format_when(datetime(2026, 11, 24, 14, 5, tzinfo=UTC), berlin) == "24 Nov 2026, 15:05 CET"
+    )
+    assert (
+        format_when(datetime(2026, 7, 1, 22, 30, tzinfo=UTC), berlin) == "02 Jul 2026, 00:30 CEST"
+    )
 
 
 def test_button_label_is_short_and_single_line() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import update
@@ -29,7 +30,7 @@ from handlers.customer.complaint_flow import (
     check_description,
     sla_policy,
 )
-from tests.handlers.conftest import BOTH_DATABASES, Customer, Harness
+from tests.handlers.conftest import BOTH_DATABASES, Customer, Harness, HarnessFactory
 
 
 async def _complaints(harness: Harness) -> list[Complaint]:
@@ -298,3 +299,18 @@ def test_attachment_of_prefers_the_largest_photo() -> None:
 def test_every_category_has_a_label(category: str) -> None:
     label = Texts().render_plain("complaint_category_label", "en", category=category)
     assert category.lower() in label.lower()
+
+
+async def test_deadlines_are_told_in_the_desks_time_zone(harness_factory: HarnessFactory) -> None:
+    harness = await harness_factory(timezone="Europe/Berlin")
+    alice = harness.customer("Alice")
+    await _start(alice)
+    summary = await alice.ask("The parcel arrived crushed", contains="Submit it?")
+    await alice.press("Submit", summary)
+
+    filed = await alice.expect("registered as")
+    (complaint,) = await _complaints(harness)
+    assert complaint.sla_due_at is not None
+    due = complaint.sla_due_at.astimezone(ZoneInfo("Europe/Berlin"))
+    assert due.strftime("%d %b %Y, %H:%M ") + str(due.tzname()) in filed.text
+    assert "UTC" not in filed.text
