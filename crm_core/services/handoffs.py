@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, exists, update
+from sqlalchemy import and_, exists, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.clock import utcnow
+from crm_core.clock import as_utc, utcnow
 from crm_core.errors import (
     AgentNotFound,
     AlreadyClaimed,
@@ -47,6 +47,8 @@ H = HandoffStatus
 SYNC_MATCHED = "fetch"
 MIN_SCORE, MAX_SCORE = 1, 5
 MAX_TEXT_LENGTH = 2000
+# How many recent claims the typical wait is the median of.
+WAIT_SAMPLE = 25
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,45 @@ async def list_waiting_handoffs(*, session: AsyncSession) -> list[Handoff]:
     )
     async with unit_of_work(session):
         return list((await session.exec(stmt, execution_options=FRESH)).all())
+
+
+@dataclass(frozen=True)
+class WaitEstimate:
+    """Where a waiting customer stands: their place in line (1 = next), and how long the last
+    customers waited for a person (the median), when there is any history."""
+
+    position: int
+    typical_wait: timedelta | None
+
+
+async def estimate_wait(
+    *, session: AsyncSession, handoff_id: int, sample: int = WAIT_SAMPLE
+) -> WaitEstimate:
+    """The waiting handoff's place in line and the typical wait of the last ``sample`` claims."""
+    async with unit_of_work(session):
+        handoff = await _get(session, handoff_id)
+        ahead = select(func.count()).where(
+            Handoff.status == H.waiting,
+            or_(
+                col(Handoff.requested_at) < handoff.requested_at,
+                and_(
+                    col(Handoff.requested_at) == handoff.requested_at,
+                    col(Handoff.id) < handoff.id,
+                ),
+            ),
+        )
+        position = int((await session.exec(ahead)).one()) + 1
+        recent = (
+            await session.exec(
+                select(Handoff.requested_at, Handoff.claimed_at)
+                .where(col(Handoff.claimed_at).is_not(None))
+                .order_by(col(Handoff.claimed_at).desc())
+                .limit(sample)
+            )
+        ).all()
+    waits = sorted(as_utc(claimed) - as_utc(requested) for requested, claimed in recent if claimed)
+    typical = waits[len(waits) // 2] if waits else None
+    return WaitEstimate(position=position, typical_wait=typical)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,13 +16,13 @@ from telegram.error import TelegramError
 
 from crm_core.clock import as_utc, utcnow
 from crm_core.services.agents import get_agent_by_telegram
-from crm_core.services.handoffs import DueReminder, claim_due_reminders
+from crm_core.services.handoffs import DueReminder, claim_due_reminders, estimate_wait
 from handlers.agents.announce import HandoffSubject, post_html
 from handlers.agents.cards import claim_keyboard, customer_name, handoff_reference
 from handlers.core.context import DeskContext
 from handlers.core.format import format_wait
 from handlers.core.membership import agent_chat_id
-from handlers.core.send import release
+from handlers.core.send import release, tell_customer
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,20 @@ async def reannounce(context: DeskContext, reminder: DueReminder, now: datetime)
         reference=handoff_reference(handoff),
     )
     await post_html(context, subject, html, claim_keyboard(context, handoff))
+    await tell_still_waiting(context, reminder)
+
+
+async def tell_still_waiting(context: DeskContext, reminder: DueReminder) -> None:
+    """The customer hears that they are not forgotten, and where they stand."""
+    wait = await estimate_wait(session=context.session, handoff_id=reminder.handoff_id)
+    await tell_customer(
+        context,
+        reminder.customer_id,
+        "handoff_still_waiting",
+        position=wait.position,
+        idempotency_key=f"handoff:{reminder.handoff_id}:still_waiting:{reminder.reminders_sent}",
+        handoff_id=reminder.handoff_id,
+    )
 
 
 def message_link(chat_id: int, message_id: int) -> str | None:

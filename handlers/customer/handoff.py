@@ -1,5 +1,7 @@
 """/human: ask for a person. Opens a Handoff (one per customer at a time) and announces it to
-the agents' group; while it is open, the agents' side relays the customer's messages."""
+the agents' group; while it is open, the agents' side relays the customer's messages. The
+customer is told their place in line and the typical wait, and told again when nobody has
+answered by the reminder (``handlers.agents.reminders``): nobody waits in silence."""
 
 from __future__ import annotations
 
@@ -11,12 +13,18 @@ from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 
 from crm_core.models import HandoffStatus
-from crm_core.services.handoffs import close_handoff, get_open_handoff, open_handoff
+from crm_core.services.handoffs import (
+    close_handoff,
+    estimate_wait,
+    get_open_handoff,
+    open_handoff,
+)
 from handlers.agents.announce import HandoffSubject, announce_handoff, post_html, set_topic_open
 from handlers.agents.cards import relabel_card
 from handlers.core.callbacks import MenuAction
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext
+from handlers.core.format import format_wait
 from handlers.core.membership import agent_chat_id
 from handlers.core.send import reply
 from handlers.core.texts import Texts
@@ -43,7 +51,11 @@ async def request_human(update: Update, context: DeskContext) -> None:
         # recorded (and is announced in full once a group is set up and the customer writes).
         await reply(context, "handoff_no_agents", reply_markup=complaint_offer_keyboard(context))
         return
-    await reply(context, "handoff_opened", handoff_id=handoff_id)
+    wait = await estimate_wait(session=context.session, handoff_id=handoff_id)
+    typical = format_wait(wait.typical_wait) if wait.typical_wait else None
+    await reply(
+        context, "handoff_opened", handoff_id=handoff_id, position=wait.position, typical=typical
+    )
     await announce_handoff(context, handoff_id=handoff_id)
 
 

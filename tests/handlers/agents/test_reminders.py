@@ -34,6 +34,9 @@ async def test_reminder_survives_a_restart_then_supervisors_are_escalated_to(
 
     reminder = await sam.expect("has been waiting", thread_id=card.thread_id)
     assert "Alice" in reminder.text and reminder.button("Claim")
+    # Nobody waits in silence: the customer hears they are not forgotten, and where they stand.
+    still = await alice.expect("We have not forgotten you")
+    assert "next in line" in still.text
     assert "Claim" in harness.fake.message(GROUP_ID, card.message_id).button("Claim")["text"]
     await harness.sweep()  # the reminder is not sent twice
     await harness.settle()

@@ -45,6 +45,30 @@ async def test_human_opens_one_handoff(harness_factory: HarnessFactory) -> None:
         assert len((await session.exec(select(Handoff))).all()) == 1
 
 
+async def test_a_customer_asking_for_a_person_is_told_their_place_and_the_usual_wait(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await harness_factory(agent_chat_id=AGENTS_GROUP_ID)
+    group = harness.agents_group(AGENTS_GROUP_ID)
+    sam = harness.agent("Sam", group=group)
+    alice, bob, carol = (
+        harness.customer("Alice"),
+        harness.customer("Bob"),
+        harness.customer("Carol"),
+    )
+
+    first = await alice.ask("/human", contains="They will reply here")
+    assert "You are next in line." in first.text  # no history yet: no promise of a time
+    second = await bob.ask("/human", contains="They will reply here")
+    assert "You are number 2 in line." in second.text
+
+    card = await sam.expect("Alice")
+    await sam.press("Claim", card)
+    await alice.expect("joined")
+    third = await carol.ask("/human", contains="They will reply here")
+    assert "number 2 in line; people usually hear from us within about" in third.text
+
+
 async def test_human_without_an_agents_group_promises_no_reply(harness: Harness) -> None:
     alice = harness.customer("Alice")
 
