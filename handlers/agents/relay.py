@@ -129,12 +129,40 @@ def takes_caption(message: Message) -> bool:
     )
 
 
+async def relay_edit_from_customer(update: Update, context: DeskContext) -> None:
+    """A customer in a handoff edited a message: the agents see the new wording (the CRM keeps
+    both versions: each arrived as its own inbound Interaction)."""
+    message = update.edited_message
+    customer = context.customer
+    if message is None or message.text is None or customer is None or customer.id is None:
+        return
+    if await agent_chat_id(context) is None:
+        return
+    handoff = await get_open_handoff(session=context.session, customer_id=customer.id)
+    if handoff is None or handoff.id is None:
+        return
+    html = context.deps.texts.render(
+        "agent_customer_edited",
+        context.deps.config.default_language,
+        name=display_name(customer.name, customer.id),
+        text=message.text,
+    )
+    try:
+        await post_html(context, HandoffSubject(handoff.id), html)
+    except TelegramError:
+        log.exception("could not pass an edit on to the agents' group (handoff %s)", handoff.id)
+        await context.session.rollback()
+    raise ApplicationHandlerStop
+
+
 def build_customer_handlers() -> list[BaseHandler[Any, Any, Any]]:
     """For ``Group.RELAY``. A shared contact is for the bot (it links the phone), not a message
     to the agents; commands are for the bot too."""
-    private_messages = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
+    private = filters.ChatType.PRIVATE
+    private_messages = private & filters.UpdateType.MESSAGE
     return [
         MessageHandler(private_messages & ~filters.COMMAND & ~filters.CONTACT, relay_from_customer),
+        MessageHandler(private & filters.UpdateType.EDITED_MESSAGE, relay_edit_from_customer),
     ]
 
 

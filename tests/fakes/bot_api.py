@@ -465,6 +465,13 @@ class FakeBotAPI:
             chat or self.private_chat(user), user, content, thread_id=thread_id, reply_to=reply_to
         )
 
+    def push_edit(self, message: StoredMessage, text: str) -> int:
+        """The user edits their earlier message: Telegram sends an ``edited_message`` update
+        (with its own update id) carrying the whole message as it now reads."""
+        message.data["text"] = text
+        message.data["edit_date"] = int(time.time())
+        return self.push_update({"edited_message": dict(message.data)})
+
     def push_contact(
         self, user: FakeUser, phone_number: str, *, contact_user_id: int | None = -1
     ) -> StoredMessage:

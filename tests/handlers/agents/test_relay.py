@@ -252,3 +252,26 @@ async def test_a_shared_contact_during_a_handoff_is_for_the_bot(
     await alice.expect()  # the bot answered it (linking the phone)...
     await harness.settle()
     assert not [m for m in harness.fake.messages[sam.cursor :] if m.chat_id == GROUP_ID]
+
+
+async def test_a_customers_edit_reaches_the_topic_and_the_crm_keeps_both_versions(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    sent = await alice.send("My order is 1234")
+    await sam.expect("My order is 1234", thread_id=card.thread_id)
+
+    harness.fake.push_edit(sent, "My order is 1243, sorry")
+
+    edited = await sam.expect("edited a message", thread_id=card.thread_id)
+    assert "My order is 1243, sorry" in edited.text and "Alice" in edited.text
+    inbound = [
+        i.text
+        for i in await interactions(harness, InteractionKind.message)
+        if i.direction == Direction.inbound
+    ]
+    assert "My order is 1234" in inbound and "My order is 1243, sorry" in inbound
+    await alice.expect_silence()  # the bot does not answer an edit
