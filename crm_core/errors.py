@@ -25,6 +25,10 @@ class AgentNotFound(NotFound):
     pass
 
 
+class SnippetNotFound(NotFound):
+    """No canned reply by that name."""
+
+
 class InvalidInput(DomainError):
     """Bad user input: a malformed phone, e-mail, score, category..."""
 

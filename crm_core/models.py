@@ -270,6 +270,26 @@ class AgentPublic(AgentBase):
     id: int
 
 
+# Canned replies: answers agents send often, kept by supervisors, inserted with ``/s name``.
+class SnippetBase(SQLModel):
+    name: str = Field(max_length=32, description="lower-case letters, digits, - and _")
+    text: str = Field(sa_type=Text, description="Jinja2 text; {{ name }} is the customer's name")
+
+
+class Snippet(SnippetBase, table=True):
+    __table_args__ = (UniqueConstraint("name", name="uq_snippet_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    updated_by_agent_id: int | None = Field(default=None, foreign_key="agent.id")
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class SnippetPublic(SnippetBase):
+    id: int
+    updated_at: datetime
+
+
 # --------------------------------------------------------------------------------------------
 # Complaints and their events
 # --------------------------------------------------------------------------------------------

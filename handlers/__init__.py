@@ -22,13 +22,13 @@ from telegram.ext import BaseHandler
 
 from handlers import agents, customer, supervisor
 from handlers.agents import reminders, setup
-from handlers.core import inbound
+from handlers.core import commands, inbound
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext
 from handlers.core.errors import on_error
 from handlers.core.groups import Group
 from handlers.core.texts import Texts
-from handlers.customer import complaint_flow, menu
+from handlers.customer import complaint_flow
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,14 @@ async def on_start(bot: Bot, config: DeskConfig, texts: Texts) -> None:
     group's; each supervisor's) and a check of the bot's rights in the agents' group."""
     # Private chats only: the agents' group should not offer customers' commands.
     scope = BotCommandScopeAllPrivateChats()
-    await bot.set_my_commands(menu.command_menu(texts, None), scope=scope)
+    await bot.set_my_commands(commands.customer_menu(texts, None), scope=scope)
     for lang in texts.languages():
         if lang != texts.default_language:
             await bot.set_my_commands(
-                menu.command_menu(texts, lang), scope=scope, language_code=lang
+                commands.customer_menu(texts, lang), scope=scope, language_code=lang
             )
     await setup.prepare_agent_chat(bot, config.agent_chat_id, texts)
-    supervisor_menu = menu.command_menu(texts, None) + supervisor.supervisor_command_menu(texts)
+    supervisor_menu = commands.customer_menu(texts, None) + commands.supervisor_menu(texts)
     for supervisor_id in sorted(config.supervisor_ids):
         try:
             await bot.set_my_commands(supervisor_menu, scope=BotCommandScopeChat(supervisor_id))

@@ -30,6 +30,7 @@ from handlers.agents import (
     queue,
     relay,
     setup,
+    snippets,
 )
 from handlers.core.callbacks import Prefix, pattern
 from handlers.core.config import DeskConfig
@@ -60,6 +61,8 @@ def build_handlers(config: DeskConfig) -> list[BaseHandler[Any, Any, Any]]:
         CommandHandler("severity", complaint_commands.on_severity_command, filters=groups),
         CommandHandler("customer", lookup.on_customer_command, filters=groups),
         CommandHandler("queue", queue.on_queue, filters=groups),
+        CommandHandler("snippets", snippets.on_snippets, filters=groups),
+        CommandHandler("s", snippets.on_send_snippet, filters=groups),
         MessageHandler(
             groups & filters.UpdateType.MESSAGE & ~filters.COMMAND, relay.on_group_message
         ),

@@ -208,9 +208,15 @@ def signature(context: DeskContext, agent: Agent, first_name: str | None) -> str
 
 
 async def relay_agent_message(
-    update: Update, context: DeskContext, agent: Agent, handoff: Handoff
+    update: Update,
+    context: DeskContext,
+    agent: Agent,
+    handoff: Handoff,
+    *,
+    text: str | None = None,
 ) -> None:
-    """Send an agent's group message to the customer, log it, and claim if still waiting."""
+    """Send an agent's group message to the customer (or ``text`` in its place, e.g. a canned
+    reply), log it, and claim the handoff if it is still waiting."""
     message = update.effective_message
     assert message is not None and handoff.id is not None and agent.id is not None
     if handoff.status == HandoffStatus.closed:
@@ -225,7 +231,7 @@ async def relay_agent_message(
     details = {
         "agent_id": agent.id,
         "agent_name": name,
-        "agent_text": message.text or message.caption,
+        "agent_text": text or message.text or message.caption,
         "group_message_id": message.message_id,
     }
     key = current_scope().next_outbound_key()
@@ -234,13 +240,13 @@ async def relay_agent_message(
         # customer has it already.
         log.info("agent message %s already relayed; not sending again", key)
         return
-    if message.text:
+    if text or message.text:
         delivery = await tell_customer(
             context,
             recipient,
             "agent_to_customer",
             name=name,
-            text=message.text,
+            text=text or message.text,
             idempotency_key=key,
             kind=InteractionKind.agent_reply,
             details=details,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Bot, BotCommand, BotCommandScopeChat, Update
+from telegram import Bot, BotCommandScopeChat, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import ChatMigrated, TelegramError
 
 from crm_core.models import Agent
+from handlers.core.commands import agent_menu
 from handlers.core.context import DeskContext
 from handlers.core.guards import agent_only
 from handlers.core.membership import agent_chat_id, follow_migration
@@ -18,21 +19,11 @@ from handlers.core.texts import Texts
 
 log = logging.getLogger(__name__)
 
-# The agents' command menu (setMyCommands for the group); descriptions: ``agent_cmd_<name>``.
-AGENT_COMMANDS = (
-    "queue", "customer", "note", "resolve", "status", "assign", "severity", "stats",
-    "reload_kb", "help",
-)  # fmt: skip
-
-
-def agent_command_menu(texts: Texts) -> list[BotCommand]:
-    return [BotCommand(name, texts.render_plain(f"agent_cmd_{name}")) for name in AGENT_COMMANDS]
-
 
 @agent_only
 async def on_help(update: Update, context: DeskContext, agent: Agent) -> None:
     """/help in the agents' group: how the group works and the agents' commands."""
-    commands = [(c.command, c.description) for c in agent_command_menu(context.deps.texts)]
+    commands = [(c.command, c.description) for c in agent_menu(context.deps.texts)]
     await reply(context, "agent_help", commands=commands)
 
 
@@ -43,10 +34,10 @@ async def prepare_agent_chat(bot: Bot, chat_id: int | None, texts: Texts) -> Non
         return
     try:
         try:
-            await bot.set_my_commands(agent_command_menu(texts), scope=BotCommandScopeChat(chat_id))
+            await bot.set_my_commands(agent_menu(texts), scope=BotCommandScopeChat(chat_id))
         except ChatMigrated as error:  # followed for good on the first update; menu now
             chat_id = error.new_chat_id
-            await bot.set_my_commands(agent_command_menu(texts), scope=BotCommandScopeChat(chat_id))
+            await bot.set_my_commands(agent_menu(texts), scope=BotCommandScopeChat(chat_id))
         me = await bot.get_chat_member(chat_id, bot.id)
         chat = await bot.get_chat(chat_id)
     except TelegramError as error:

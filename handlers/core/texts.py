@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 
 from knowledge_base.split import split_telegram_html
 
@@ -58,9 +59,21 @@ class Texts:
         """Render ``template`` as Telegram HTML, stripped of surrounding whitespace."""
         return self.env.get_template(self.resolve(template, lang)).render(**ctx).strip()
 
+    def render_text(self, source: str, /, **ctx: Any) -> str:
+        """Render text written by the desk's staff (a canned reply) as *plain* text, in a
+        sandbox: it can use the variables it is given and nothing else. Raises
+        ``jinja2.TemplateError`` (syntax, unknown variable) for the caller to explain."""
+        return _STAFF_TEXTS.from_string(source).render(**ctx).strip()
+
     def render_plain(self, template: str, lang: str | None = None, /, **ctx: Any) -> str:
         """Render and un-escape, for places that take plain text (command menu, button labels)."""
         return html_lib.unescape(self.render(template, lang, **ctx))
+
+
+# Staff-written texts: sandboxed, plain (whoever sends the result escapes it), strict.
+_STAFF_TEXTS = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=False
+)
 
 
 def _language_candidates(lang: str | None, default: str) -> list[str]:

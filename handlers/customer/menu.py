@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from telegram import (
-    BotCommand,
     InlineKeyboardMarkup,
     KeyboardButton,
     ReplyKeyboardMarkup,
@@ -20,19 +19,13 @@ from telegram import (
 from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 
 from handlers.core.callbacks import MenuAction, menu
+from handlers.core.commands import supervisor_menu
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext
 from handlers.core.inbound import message_content_type
 from handlers.core.keyboards import inline_button
 from handlers.core.send import reply
 from handlers.core.texts import Texts
-from handlers.supervisor import supervisor_command_menu
-
-# Commands shown in Telegram's menu (setMyCommands), in this order; the description of each
-# is the template ``commands/<name>``.
-CUSTOMER_COMMANDS = (
-    "start", "help", "complaint", "mycomplaints", "human", "mydata", "forgetme", "email", "cancel",
-)  # fmt: skip
 
 MENU_LAYOUT: tuple[tuple[MenuAction, ...], ...] = (
     (MenuAction.ASK, MenuAction.COMPLAINT),
@@ -103,7 +96,7 @@ async def help_command(update: Update, context: DeskContext) -> None:
     await reply(context, "help")
     user = update.effective_user
     if user is not None and context.deps.config.is_supervisor(user.id):
-        commands = [(c.command, c.description) for c in supervisor_command_menu(context.deps.texts)]
+        commands = [(c.command, c.description) for c in supervisor_menu(context.deps.texts)]
         await reply(context, "supervisor_help", commands=commands)
 
 
@@ -137,11 +130,4 @@ def build_fallback_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandle
     return [
         MessageHandler(private_new & filters.COMMAND, unknown_command),
         MessageHandler(private_new & ~filters.TEXT, unsupported_content),
-    ]
-
-
-def command_menu(texts: Texts, lang: str | None) -> list[BotCommand]:
-    """The customer command menu for ``setMyCommands`` in ``lang``."""
-    return [
-        BotCommand(name, texts.render_plain(f"commands/{name}", lang)) for name in CUSTOMER_COMMANDS
     ]

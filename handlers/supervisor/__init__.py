@@ -5,20 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from telegram import BotCommand
 from telegram.ext import BaseHandler, CommandHandler, filters
 
-from handlers.core.texts import Texts
+from handlers.agents import snippets
 from handlers.supervisor import knowledge_base, stats
-
-# Supervisors' commands, in their menu and /help; descriptions: ``agent_cmd_<name>``.
-SUPERVISOR_COMMANDS = ("stats", "reload_kb")
-
-
-def supervisor_command_menu(texts: Texts) -> list[BotCommand]:
-    return [
-        BotCommand(name, texts.render_plain(f"agent_cmd_{name}")) for name in SUPERVISOR_COMMANDS
-    ]
 
 
 def build_handlers() -> list[BaseHandler[Any, Any, Any]]:
@@ -27,4 +17,5 @@ def build_handlers() -> list[BaseHandler[Any, Any, Any]]:
     return [
         CommandHandler("stats", stats.on_stats, filters=chats),
         CommandHandler("reload_kb", knowledge_base.on_reload_kb, filters=chats),
+        CommandHandler("snippet", snippets.on_manage_snippet, filters=chats),
     ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-12-03 09:17:54.533019
+Create Date: 2026-12-03 09:36:00.227779
 """
 
 from collections.abc import Sequence
@@ -153,6 +153,17 @@ def upgrade() -> None:
     with op.batch_alter_table('purchase', schema=None) as batch_op:
         batch_op.create_index('ix_purchase_customer_time', ['customer_id', 'purchased_at', 'amount_minor', 'currency'], unique=False)
 
+    op.create_table('snippet',
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('updated_by_agent_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['updated_by_agent_id'], ['agent.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('name', name='uq_snippet_name')
+    )
     op.create_table('complaint_event',
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('actor_type', sa.Enum('customer', 'agent', 'system', name='actortype', native_enum=False, length=32), nullable=False),
@@ -270,6 +281,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_complaint_event_complaint_id'))
 
     op.drop_table('complaint_event')
+    op.drop_table('snippet')
     with op.batch_alter_table('purchase', schema=None) as batch_op:
         batch_op.drop_index('ix_purchase_customer_time')
 

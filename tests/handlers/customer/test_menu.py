@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
+from handlers.core.commands import CUSTOMER_COMMANDS
 from handlers.core.texts import Texts
 from handlers.customer.menu import (
-    CUSTOMER_COMMANDS,
     MenuAction,
     menu_action_for_text,
     menu_keyboard,
