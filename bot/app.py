@@ -168,6 +168,8 @@ def desk_config_from_settings(settings: Settings) -> DeskConfig:
         sweep_interval_seconds=settings.sweep_interval_seconds,
         default_phone_region=settings.default_phone_region,
         timezone=settings.timezone,
+        auto_assign=settings.auto_assign,
+        agent_cap=settings.agent_cap,
     )
 
 

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
         default=None,
         description="ISO country code for phone numbers given without +country (e.g. DE).",
     )
+    auto_assign: bool = Field(
+        default=False,
+        description="Give waiting customers to available agents, round robin (else agents claim).",
+    )
+    agent_cap: int = Field(
+        default=5, ge=1, le=100, description="Most open conversations auto-assigned to one agent."
+    )
     timezone: str = Field(
         default="UTC",
         description="The desk's time zone (IANA name, e.g. Europe/Berlin) for every time shown.",

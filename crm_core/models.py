@@ -262,6 +262,9 @@ class Agent(AgentBase, table=True):
     # chat_member update), shared by every instance: a removal applies everywhere at once.
     in_agent_group: bool = True
     membership_checked_at: datetime | None = _ts(default=None, nullable=True)
+    # /away and /back: an away agent is given no conversations by auto-assignment.
+    available: bool = True
+    last_assigned_at: datetime | None = _ts(default=None, nullable=True)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 

@@ -2,12 +2,13 @@
 
 from datetime import datetime
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.errors import AgentNotFound, InvalidInput
-from crm_core.models import Agent, AgentRole
+from crm_core.models import Agent, AgentRole, Handoff, HandoffStatus
 from crm_core.services._desk import FRESH, parse_choice
 from crm_core.services._sql import unit_of_work
 
@@ -127,3 +128,39 @@ async def forget_membership_checks(*, session: AsyncSession) -> int:
     async with unit_of_work(session):
         result = await session.exec(update(Agent).values(membership_checked_at=None))
     return int(result.rowcount)
+
+
+async def set_agent_available(*, session: AsyncSession, agent_id: int, available: bool) -> Agent:
+    """/away and /back."""
+    async with unit_of_work(session):
+        agent = await session.get(Agent, agent_id)
+        if agent is None:
+            raise AgentNotFound(f"There is no agent #{agent_id}.")
+        agent.available = available
+    return agent
+
+
+async def pick_agent(*, session: AsyncSession, cap: int, now: datetime) -> Agent | None:
+    """Auto-assignment, round robin: of the agents who are active, in the agents' group and
+    not away, and who hold fewer than ``cap`` open conversations, the one with the fewest,
+    and among those the one assigned longest ago. None when everyone is busy or away.
+
+    The pick is remembered (``last_assigned_at``), so the next one goes to someone else."""
+    open_count = (
+        select(func.count())
+        .where(Handoff.agent_id == Agent.id, Handoff.status == HandoffStatus.claimed)
+        .correlate(Agent)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(Agent)
+        .where(col(Agent.active), col(Agent.in_agent_group), col(Agent.available))
+        .where(open_count < cap)
+        .order_by(open_count, col(Agent.last_assigned_at).asc().nulls_first(), col(Agent.id))
+        .limit(1)
+    )
+    async with unit_of_work(session):
+        agent = (await session.exec(stmt)).first()
+        if agent is not None:
+            agent.last_assigned_at = now
+    return agent

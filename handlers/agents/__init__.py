@@ -22,6 +22,7 @@ from telegram.ext import (
 )
 
 from handlers.agents import (
+    assignment,
     cards,
     complaint_commands,
     handoff_commands,
@@ -62,6 +63,8 @@ def build_handlers(config: DeskConfig) -> list[BaseHandler[Any, Any, Any]]:
         CommandHandler("customer", lookup.on_customer_command, filters=groups),
         CommandHandler("queue", queue.on_queue, filters=groups),
         CommandHandler("snippets", snippets.on_snippets, filters=groups),
+        CommandHandler("away", assignment.on_away, filters=groups),
+        CommandHandler("back", assignment.on_back, filters=groups),
         CommandHandler("s", snippets.on_send_snippet, filters=groups),
         MessageHandler(
             groups & filters.UpdateType.MESSAGE & ~filters.COMMAND, relay.on_group_message

@@ -14,7 +14,7 @@ from telegram import Update
 from telegram.error import TelegramError
 
 from crm_core.errors import DomainError
-from crm_core.models import Agent, Handoff, HandoffStatus
+from crm_core.models import Agent, HandoffStatus
 from crm_core.services.handoffs import claim_handoff, close_handoff, get_handoff
 from handlers.agents.announce import (
     HandoffSubject,
@@ -22,12 +22,14 @@ from handlers.agents.announce import (
     post_html,
     set_topic_open,
 )
+from handlers.agents.assignment import assign_waiting
 from handlers.agents.cards import claimed_markup, relabel_card
+from handlers.agents.claims import show_claimed
 from handlers.agents.threads import command_rest, handoff_for_message
 from handlers.core.callbacks import CallbackDataError, parse
 from handlers.core.context import DeskContext
 from handlers.core.guards import agent_only
-from handlers.core.send import Delivery, answer_query, find_recipient, reply, tell_customer
+from handlers.core.send import Delivery, answer_query, find_recipient, reply
 from handlers.customer.csat import ask_for_rating
 
 log = logging.getLogger(__name__)
@@ -64,39 +66,6 @@ async def on_claim(update: Update, context: DeskContext, agent: Agent) -> None:
             log.info("could not relabel the reminder of handoff %s: %s", handoff.id, error)
 
 
-async def show_claimed(
-    context: DeskContext, handoff: Handoff, agent: Agent, *, tell_customer: bool
-) -> None:
-    """The card now names the owner (its button becomes a label); the topic hears it, and the
-    customer learns a person has joined."""
-    assert handoff.id is not None
-    texts, lang = context.deps.texts, context.deps.config.default_language
-    await relabel_card(context, handoff, "agent_claimed_button", name=agent.display_name)
-    html = texts.render("agent_claimed", lang, name=agent.display_name)
-    await post_html(context, HandoffSubject(handoff.id), html)
-    if tell_customer:
-        await tell_customer_joined(context, handoff, agent)
-
-
-async def tell_customer_joined(context: DeskContext, handoff: Handoff, agent: Agent) -> None:
-    recipient = await find_recipient(context, handoff.customer_id)
-    if recipient is None:
-        return
-    name = None
-    if context.deps.config.agent_signature != "none":
-        name = agent.display_name.split()[0]
-    delivery = await tell_customer(
-        context,
-        recipient,
-        "agent_joined",
-        name=name,
-        idempotency_key=f"handoff:{handoff.id}:joined",
-        handoff_id=handoff.id,
-    )
-    if delivery is Delivery.BLOCKED:
-        await customer_unreachable(context, handoff, recipient.customer)
-
-
 @agent_only
 async def on_resolve(update: Update, context: DeskContext, agent: Agent) -> None:
     message = update.effective_message
@@ -119,7 +88,9 @@ async def on_resolve(update: Update, context: DeskContext, agent: Agent) -> None
     await relabel_card(context, closed, "agent_resolved_button", name=agent.display_name)
     await set_topic_open(context, closed.chat_id, closed.topic_id, False)
     recipient = await find_recipient(context, closed.customer_id)
-    if recipient is None:
-        return
-    if await ask_for_rating(context, closed, recipient) is Delivery.BLOCKED:
+    if (
+        recipient is not None
+        and await ask_for_rating(context, closed, recipient) is Delivery.BLOCKED
+    ):
         await customer_unreachable(context, closed, recipient.customer)
+    await assign_waiting(context)  # a place is free: the next waiting customer may get it

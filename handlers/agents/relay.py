@@ -44,7 +44,7 @@ from handlers.agents.announce import (
     post,
     post_html,
 )
-from handlers.agents.handoff_commands import show_claimed
+from handlers.agents.claims import show_claimed
 from handlers.agents.notes import NOTE_PREFIX, comment_on_complaint_here, log_note
 from handlers.agents.threads import command_rest_of, handoff_for_message
 from handlers.core.context import DeskContext, current_scope

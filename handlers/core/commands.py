@@ -13,7 +13,7 @@ CUSTOMER_COMMANDS = (
 )  # fmt: skip
 AGENT_COMMANDS = (
     "queue", "customer", "note", "resolve", "status", "assign", "severity", "s", "snippets",
-    "stats", "reload_kb", "help",
+    "away", "back", "stats", "reload_kb", "help",
 )  # fmt: skip
 SUPERVISOR_COMMANDS = ("stats", "reload_kb", "snippet")
 

@@ -30,6 +30,9 @@ class DeskConfig:
     sweep_interval_seconds: int = 60
     default_phone_region: str | None = None
     default_language: str = "en"
+    # Give waiting customers to free agents (round robin), at most agent_cap open each.
+    auto_assign: bool = False
+    agent_cap: int = 5
     # The desk's time zone (IANA name): every time a customer or an agent reads is shown in it.
     timezone: str = "UTC"
 

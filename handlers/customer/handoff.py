@@ -20,6 +20,7 @@ from crm_core.services.handoffs import (
     open_handoff,
 )
 from handlers.agents.announce import HandoffSubject, announce_handoff, post_html, set_topic_open
+from handlers.agents.assignment import assign_waiting
 from handlers.agents.cards import relabel_card
 from handlers.core.callbacks import MenuAction
 from handlers.core.config import DeskConfig
@@ -57,6 +58,7 @@ async def request_human(update: Update, context: DeskContext) -> None:
         context, "handoff_opened", handoff_id=handoff_id, position=wait.position, typical=typical
     )
     await announce_handoff(context, handoff_id=handoff_id)
+    await assign_waiting(context)
 
 
 async def withdraw_request(context: DeskContext) -> bool:

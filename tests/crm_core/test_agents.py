@@ -7,16 +7,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core.clock import utcnow
 from crm_core.db import SessionFactory
 from crm_core.errors import AgentNotFound, InvalidInput
-from crm_core.models import Agent, AgentRole
+from crm_core.models import Agent, AgentRole, Handoff, HandoffStatus
 from crm_core.services.agents import (
     ensure_agent,
     forget_membership_checks,
     get_agent,
     get_agent_by_telegram,
     list_agents,
+    pick_agent,
     record_membership,
     set_agent_active,
+    set_agent_available,
 )
+from crm_core.services.customers import identify_customer
 
 ANNA = 5_000_000_001  # Telegram ids exceed 32 bits
 
@@ -110,3 +113,31 @@ async def test_membership_is_remembered_and_a_refusal_makes_nobody_an_agent(
     assert await forget_membership_checks(session=session) == 1
     found = await get_agent_by_telegram(session=session, telegram_user_id=ANNA)
     assert found is not None and found.membership_checked_at is None
+
+
+async def test_pick_agent_takes_the_least_busy_then_the_longest_unassigned(
+    session: AsyncSession,
+) -> None:
+    now = utcnow()
+    ids = []
+    for n, name in enumerate(("Ann", "Ben", "Cy")):
+        agent = await ensure_agent(session=session, telegram_user_id=100 + n, display_name=name)
+        ids.append(agent.id)
+    ann, ben, cy = ids
+    assert ann and ben and cy
+    await set_agent_available(session=session, agent_id=cy, available=False)  # /away
+
+    first = await pick_agent(session=session, cap=1, now=now)
+    second = await pick_agent(session=session, cap=1, now=now)
+    assert first is not None and second is not None
+    assert (first.id, second.id) == (ann, ben)  # round robin: Ann was picked, Ben is next
+
+    one = await identify_customer(session=session, channel="telegram", external_id="c1")
+    two = await identify_customer(session=session, channel="telegram", external_id="c2")
+    session.add(Handoff(customer_id=one.id, status=HandoffStatus.claimed, agent_id=ann))
+    await session.commit()
+    third = await pick_agent(session=session, cap=1, now=now)
+    assert third is not None and third.id == ben  # Ann is at the cap
+    session.add(Handoff(customer_id=two.id, status=HandoffStatus.claimed, agent_id=ben))
+    await session.commit()
+    assert await pick_agent(session=session, cap=1, now=now) is None  # all busy or away

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-12-03 09:36:00.227779
+Create Date: 2026-12-03 09:39:46.332980
 """
 
 from collections.abc import Sequence
@@ -31,6 +31,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('in_agent_group', sa.Boolean(), nullable=False),
     sa.Column('membership_checked_at', crm_core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('available', sa.Boolean(), nullable=False),
+    sa.Column('last_assigned_at', crm_core.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
