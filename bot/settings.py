@@ -12,6 +12,7 @@ import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from crm_core.business_hours import BusinessHoursError, parse_business_hours
 from crm_core.db import DEFAULT_DATABASE_URL, database_url_problem
 from crm_core.sla import DEFAULT_HOURS_BY_NAME, MAX_SLA_HOURS
 
@@ -127,6 +128,13 @@ class Settings(BaseSettings):
         default="UTC",
         description="The desk's time zone (IANA name, e.g. Europe/Berlin) for every time shown.",
     )
+    business_hours: str = Field(
+        default="",
+        description="When people answer, e.g. 'mon-fri 09:00-17:30; sat 10:00-14:00'.",
+    )
+    holidays: str = Field(
+        default="", description="Days the desk is closed, e.g. '2026-12-24, 2026-12-25'."
+    )
 
     # --- Webhook (optional; `deskbot run --webhook`) -----------------------------------------
     webhook_url: str | None = Field(
@@ -193,6 +201,14 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("must be an IANA time zone name, e.g. Europe/Berlin or UTC") from None
         return value.strip()
+
+    @model_validator(mode="after")
+    def _business_hours_readable(self) -> "Settings":
+        try:
+            parse_business_hours(self.business_hours, self.holidays, self.timezone)
+        except BusinessHoursError as error:
+            raise ValueError(f"DESKBOT_BUSINESS_HOURS / DESKBOT_HOLIDAYS: {error}") from None
+        return self
 
     @field_validator("supervisor_ids", mode="before")
     @classmethod

@@ -1,5 +1,9 @@
 """Service-level targets for complaints: how long the desk has to resolve one.
 
+With opening hours (``crm_core.business_hours``) the clock runs only while the desk is open:
+a 2-hour target filed at 16:30 on a Friday of a desk open 9-17 on weekdays is due Monday at
+10:30. Without them hours are calendar hours.
+
 Hours are calendar hours (the desk is reachable around the clock through the bot); a complaint
 is due ``hours`` after it was filed. The target depends on the severity, and a category may
 override some severities (e.g. billing criticals within 2 h).
@@ -19,6 +23,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from crm_core.business_hours import BusinessHours
 from crm_core.clock import as_utc
 from crm_core.models import ComplaintCategory, Severity
 
@@ -46,6 +51,8 @@ class SlaPolicy:
     category_hours: Mapping[ComplaintCategory, Mapping[Severity, float]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # When set, the SLA clock pauses while the desk is closed.
+    business_hours: BusinessHours | None = None
 
     def __post_init__(self) -> None:
         # Read-only views, so that a policy shared by all handlers cannot be changed underfoot.
@@ -61,12 +68,17 @@ class SlaPolicy:
     def due_at(
         self, category: ComplaintCategory, severity: Severity, filed_at: datetime
     ) -> datetime:
-        return as_utc(filed_at) + timedelta(hours=self.hours_for(category, severity))
+        duration = timedelta(hours=self.hours_for(category, severity))
+        if self.business_hours is not None:
+            return self.business_hours.add(as_utc(filed_at), duration)
+        return as_utc(filed_at) + duration
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> "SlaPolicy":
+    def from_mapping(
+        cls, data: Mapping[str, Any] | None, business_hours: BusinessHours | None = None
+    ) -> "SlaPolicy":
         if data is None:
-            return cls()
+            return cls(business_hours=business_hours)
         if not isinstance(data, Mapping):
             raise SlaConfigError(f"SLA settings must be a mapping, got {type(data).__name__}.")
         data = dict(data)
@@ -80,7 +92,7 @@ class SlaPolicy:
             if not isinstance(value, Mapping):
                 raise SlaConfigError(f"SLA category '{name}' must map severity -> hours.")
             overrides[category] = _parse_hours(value, where=f"SLA category '{name}'")
-        return cls(hours=hours, category_hours=overrides)
+        return cls(hours=hours, category_hours=overrides, business_hours=business_hours)
 
 
 def _parse_hours(data: Mapping[str, Any], *, where: str) -> dict[Severity, float]:

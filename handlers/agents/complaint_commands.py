@@ -15,7 +15,6 @@ from crm_core.services.complaints import (
     set_complaint_severity,
     transition_complaint,
 )
-from crm_core.sla import SlaPolicy
 from handlers.agents.announce import (
     ComplaintSubject,
     post_html,
@@ -172,7 +171,7 @@ async def on_severity_command(update: Update, context: DeskContext, agent: Agent
         severity=args[1],
         actor_type=ActorType.agent,
         actor_id=agent.id,
-        sla=SlaPolicy.from_mapping(context.deps.config.sla_hours),
+        sla=context.deps.config.sla,
     )
     html = context.deps.texts.render(
         "agent_complaint_severity",

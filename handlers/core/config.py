@@ -11,7 +11,8 @@ from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from crm_core.sla import DEFAULT_HOURS_BY_NAME
+from crm_core.business_hours import BusinessHours, parse_business_hours
+from crm_core.sla import DEFAULT_HOURS_BY_NAME, SlaPolicy
 
 DEFAULT_SLA_HOURS: dict[str, float] = dict(DEFAULT_HOURS_BY_NAME)
 
@@ -35,10 +36,22 @@ class DeskConfig:
     agent_cap: int = 5
     # The desk's time zone (IANA name): every time a customer or an agent reads is shown in it.
     timezone: str = "UTC"
+    # When people answer (empty: always) and the days they do not; SLA clocks pause outside.
+    business_hours: str = ""
+    holidays: str = ""
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def hours(self) -> BusinessHours:
+        return parse_business_hours(self.business_hours, self.holidays, self.timezone)
+
+    @property
+    def sla(self) -> SlaPolicy:
+        """The SLA policy: the configured hours, counted while the desk is open."""
+        return SlaPolicy.from_mapping(self.sla_hours, business_hours=self.hours)
 
     def is_supervisor(self, telegram_user_id: int) -> bool:
         return telegram_user_id in self.supervisor_ids

@@ -91,7 +91,7 @@ class ComplaintDraft:
 
 
 def sla_policy(config: DeskConfig) -> SlaPolicy:
-    return SlaPolicy.from_mapping(config.sla_hours)
+    return config.sla
 
 
 def check_description(text: str | None) -> tuple[str | None, str | None]:

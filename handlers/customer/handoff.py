@@ -12,6 +12,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 
+from crm_core.clock import utcnow
 from crm_core.models import HandoffStatus
 from crm_core.services.handoffs import (
     close_handoff,
@@ -25,7 +26,7 @@ from handlers.agents.cards import relabel_card
 from handlers.core.callbacks import MenuAction
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext
-from handlers.core.format import format_wait
+from handlers.core.format import format_wait, format_when
 from handlers.core.membership import agent_chat_id
 from handlers.core.send import reply
 from handlers.core.texts import Texts
@@ -54,8 +55,15 @@ async def request_human(update: Update, context: DeskContext) -> None:
         return
     wait = await estimate_wait(session=context.session, handoff_id=handoff_id)
     typical = format_wait(wait.typical_wait) if wait.typical_wait else None
+    config, now = context.deps.config, utcnow()
+    opens = None if config.hours.is_open(now) else config.hours.next_open(now)
     await reply(
-        context, "handoff_opened", handoff_id=handoff_id, position=wait.position, typical=typical
+        context,
+        "handoff_opened",
+        handoff_id=handoff_id,
+        position=wait.position,
+        typical=typical,
+        opens=format_when(opens, config.zone) if opens else None,
     )
     await announce_handoff(context, handoff_id=handoff_id)
     await assign_waiting(context)

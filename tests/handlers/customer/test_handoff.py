@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlmodel import select
 
+from crm_core.business_hours import DAYS
+from crm_core.clock import utcnow
 from crm_core.models import (
     ChannelIdentity,
     Handoff,
@@ -78,3 +82,19 @@ async def test_human_without_an_agents_group_promises_no_reply(harness: Harness)
     async with harness.session_factory() as session:
         (handoff,) = (await session.exec(select(Handoff))).all()
     assert handoff.status == HandoffStatus.waiting  # the request is on record all the same
+
+
+async def test_outside_business_hours_the_customer_is_told_when_a_person_will_reply(
+    harness_factory: HarnessFactory,
+) -> None:
+    tomorrow = utcnow() + timedelta(days=1)
+    spec = f"{DAYS[tomorrow.weekday()]} 09:00-17:00"  # closed all of today
+    harness = await harness_factory(agent_chat_id=AGENTS_GROUP_ID, business_hours=spec)
+    harness.agents_group(AGENTS_GROUP_ID)
+    alice = harness.customer("Alice")
+
+    told = await alice.ask("/human", contains="They will reply here")
+
+    assert f"We are closed right now: a person will reply from {tomorrow:%d %b %Y}, 09:00 UTC" in (
+        told.text
+    )
