@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from telegram import Update
 
-from crm_core.errors import DomainError
 from crm_core.models import ActorType, Agent, Complaint, ComplaintStatus, InteractionKind
 from crm_core.services.complaints import (
     assign_complaint,
@@ -188,6 +187,10 @@ async def on_severity_command(update: Update, context: DeskContext, agent: Agent
 
 @agent_only
 async def on_complaint_button(update: Update, context: DeskContext, agent: Agent) -> None:
+    """A status or assign button on a complaint's card. The press is answered first (the work
+    after it sends several messages, and Telegram drops a query answered late); a move the
+    complaint no longer allows (someone else changed it meanwhile) is explained in the chat by
+    the central error handler."""
     query = update.callback_query
     assert query is not None
     try:
@@ -201,12 +204,8 @@ async def on_complaint_button(update: Update, context: DeskContext, agent: Agent
     if complaint is None:
         await answer_query(update, "This complaint no longer exists.", alert=True)
         return
-    try:
-        if data.prefix is Prefix.COMPLAINT_ASSIGN:
-            await assign(update, context, agent, complaint.reference)
-        else:
-            await change_status(update, context, agent, complaint.reference, data.arg(1), None)
-    except DomainError as error:
-        await answer_query(update, str(error), alert=True)
-        return
     await answer_query(update)
+    if data.prefix is Prefix.COMPLAINT_ASSIGN:
+        await assign(update, context, agent, complaint.reference)
+    else:
+        await change_status(update, context, agent, complaint.reference, data.arg(1), None)

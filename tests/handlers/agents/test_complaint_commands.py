@@ -211,3 +211,30 @@ async def test_the_complaint_card_and_topic_follow_every_change(
     assert len(harness.fake.calls("editForumTopic")) == renames
     not_modified = [r for r in harness.fake.requests if "not modified" in str(r.error or "")]
     assert not_modified == []
+
+
+async def test_a_stale_card_button_is_answered_at_once_and_explained_in_the_chat(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, sam, alice, card = await file_and_announce(harness_factory)
+    complaint = await complaint_row(harness)
+    stale = card.button("Resolved")["callback_data"]  # the card as it was when announced
+    await sam.send(f"/status {complaint.reference} resolved")
+    await alice.expect("has been resolved")
+    await drain(harness, alice, sam)
+
+    query_id = harness.fake.push_callback(sam.user, stale, card)  # pressed on an old screen
+
+    explained = await sam.expect("resolved", thread_id=card.thread_id)
+    assert "cannot" in explained.text.lower() or "already" in explained.text.lower()
+    answer = harness.fake.answered_callbacks[query_id]
+    assert not answer.get("show_alert")  # answered before the work, with nothing to say
+    methods = [r.method for r in harness.fake.requests]
+    answered_at = max(
+        i
+        for i, r in enumerate(harness.fake.requests)
+        if r.method == "answerCallbackQuery" and r.params.get("callback_query_id") == query_id
+    )
+    assert "sendMessage" in methods[answered_at:]  # the explanation came after the answer
+    await alice.expect_silence()
+    assert (await complaint_row(harness)).status == ComplaintStatus.resolved
