@@ -359,3 +359,31 @@ def _holder(row: AppState) -> LockHolder:
         pid=int(row.value.get("pid", 0)),
         heartbeat_at=as_utc(row.updated_at),
     )
+
+
+async def claim_owners(*, session: AsyncSession) -> list[str]:
+    """Who holds leases on pending updates now (to spot the claims of a crashed process)."""
+    col = InboxUpdate.__table__.c  # type: ignore[attr-defined]
+    stmt = (
+        select(col.claimed_by)
+        .where(col.state == InboxState.pending.value, col.claimed_until > utcnow())
+        .distinct()
+    )
+    async with unit_of_work(session):
+        return [str(owner) for owner in (await session.exec(stmt)).scalars() if owner]  # type: ignore[call-overload]
+
+
+async def release_claims(*, session: AsyncSession, owners: Sequence[str]) -> int:
+    """Make the updates claimed by ``owners`` (known to be gone) claimable at once, instead of
+    when their leases run out."""
+    if not owners:
+        return 0
+    col = InboxUpdate.__table__.c  # type: ignore[attr-defined]
+    stmt = (
+        update(InboxUpdate)
+        .where(col.claimed_by.in_(list(owners)), col.state == InboxState.pending.value)
+        .values(claimed_by=None, claimed_until=None)
+    )
+    async with unit_of_work(session):
+        result = await session.exec(stmt)  # type: ignore[call-overload]
+    return int(result.rowcount or 0)
