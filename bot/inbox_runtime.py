@@ -35,7 +35,7 @@ from datetime import timedelta
 from typing import Any
 
 from telegram import Update
-from telegram.error import Conflict, InvalidToken, NetworkError
+from telegram.error import Conflict, InvalidToken
 
 from bot.app import DeskApplication
 from bot.metrics import DeskMetrics
@@ -43,6 +43,7 @@ from bot.settings import ConfigurationError, Settings
 from crm_core.clock import utcnow
 from crm_core.services import inbox
 from crm_core.services.inbox import ClaimedUpdate, IncomingUpdate, LockHolder
+from handlers.updates import RESUMING_INTERRUPTED
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class InboxRuntime:
         self._lock_owned = False
         self._fatal: BaseException | None = None
         self._depth_warned = False
+        self.retry_base = 1.0  # seconds before the first retry of a failed update (doubles)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -151,7 +153,9 @@ class InboxRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         workers = [t for t in self._tasks if t.get_name().startswith("inbox-worker")]
-        _, late = await asyncio.wait(workers, timeout=SHUTDOWN_GRACE_SECONDS) if workers else ((), ())
+        _, late = (
+            await asyncio.wait(workers, timeout=SHUTDOWN_GRACE_SECONDS) if workers else ((), ())
+        )
         for task in [*late, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -233,9 +237,7 @@ class InboxRuntime:
                     allowed_updates=Update.ALL_TYPES,  # chat_member updates must be asked for
                 )
                 if updates:
-                    await self.store(
-                        (incoming(u, u.to_dict()) for u in updates), source="polling"
-                    )
+                    await self.store((incoming(u, u.to_dict()) for u in updates), source="polling")
                     offset = updates[-1].update_id + 1  # confirms the batch on the next call
             except InvalidToken as error:
                 self._fail(error)
@@ -334,11 +336,18 @@ class InboxRuntime:
                     f"processing was cut off {claimed.attempts - 1} times (the process died)"
                 )
             update = Update.de_json(json.loads(claimed.payload), self.app.bot)
-            await self.app.process_update(update)
+            # A second attempt: the first was cut off (crash) or failed; see handlers.updates.
+            token = RESUMING_INTERRUPTED.set(claimed.attempts > 1)
+            try:
+                await self.app.process_update(update)
+            finally:
+                RESUMING_INTERRUPTED.reset(token)
         except Exception as error:
             self.metrics.updates_failed.inc()
             log.exception("update %d failed (attempt %d)", claimed.update_id, claimed.attempts)
-            retry = timedelta(seconds=min(2**claimed.attempts, MAX_BACKOFF_SECONDS))
+            retry = timedelta(
+                seconds=min(self.retry_base * 2**claimed.attempts, MAX_BACKOFF_SECONDS)
+            )
             await self._record_failure(claimed, f"{type(error).__name__}: {error}", retry)
             return
         await self._mark_done(claimed.update_id)

@@ -126,6 +126,4 @@ class MeteredRateLimiter(AIORateLimiter):
                 metrics.telegram_errors.labels(endpoint, type(error).__name__).inc()
                 raise
 
-        return await super().process_request(
-            counted, args, kwargs, endpoint, data, rate_limit_args
-        )
+        return await super().process_request(counted, args, kwargs, endpoint, data, rate_limit_args)
