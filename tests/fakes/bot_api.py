@@ -28,7 +28,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, TypeVar
@@ -279,6 +279,8 @@ class FakeBotAPI:
         self.webhook_confirmed: list[int] = []
         self.webhook_last_error: str | None = None
         self._webhook_task: asyncio.Task[None] | None = None
+        # Awaited before each request is answered (tests check invariants at that moment).
+        self.request_hooks: list[Callable[[RecordedRequest], Awaitable[None]]] = []
         self.delivered_update_ids: list[int] = []
         self.processed_update_ids: list[int] = []
         self._updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
@@ -714,6 +716,8 @@ class FakeBotAPI:
         record = RecordedRequest(method=method, params=params, time=time.time())
         self.requests.append(record)
         self._notify()  # waiters see the request at once (getUpdates answers only later)
+        for hook in self.request_hooks:
+            await hook(record)
         try:
             self._check_failures(method, params)
             handler = getattr(self, f"_api_{method}", None)

@@ -1,0 +1,116 @@
+"""Polling through the inbox: what Telegram was told had arrived is always stored first; a
+backlog is drained on start; failing updates are retried, then kept as failed. Both databases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlmodel import select
+
+from crm_core.db import SessionFactory
+from crm_core.models import InboxState, InboxUpdate
+from crm_core.services import inbox
+from crm_core.services.inbox import IncomingUpdate
+from tests.bot.inbox_harness import running
+from tests.fakes.bot_api import FakeBotAPI, FakeUser, RecordedRequest
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotAPI]:
+    async with FakeBotAPI() as server:
+        yield server
+
+
+async def _stored_ids(session_factory: SessionFactory) -> set[int]:
+    async with session_factory() as session:
+        ids = set((await session.exec(select(InboxUpdate.update_id))).all())
+        await session.commit()
+    return ids
+
+
+async def test_every_confirmed_update_is_already_in_the_inbox(
+    fake: FakeBotAPI, session_factory: SessionFactory
+) -> None:
+    violations: list[str] = []
+    confirmations: list[int] = []
+
+    async def check(request: RecordedRequest) -> None:
+        if request.method != "getUpdates" or not request.params.get("offset"):
+            return
+        offset = int(request.params["offset"])
+        confirmed = {u for u in fake.delivered_update_ids if u < offset}
+        missing = confirmed - await _stored_ids(session_factory)
+        confirmations.append(offset)
+        if missing:
+            violations.append(f"offset {offset} confirms {sorted(missing)}, not stored")
+
+    fake.request_hooks.append(check)
+    users = [FakeUser(id=8000 + n, first_name=f"U{n}") for n in range(4)]
+    async with running(fake, session_factory):
+        for round_ in range(5):
+            for user in users:
+                fake.push_message(user, "/help" if round_ % 2 else "hello")
+        await fake.wait_processed(timeout=30)
+        for user in users:
+            assert len(fake.sent_to(user.id)) == 5
+    assert confirmations and not violations, violations
+    assert len(await _stored_ids(session_factory)) == 20
+
+
+async def test_a_backlog_in_the_inbox_is_handled_on_start_in_order(
+    fake: FakeBotAPI, session_factory: SessionFactory
+) -> None:
+    alice = FakeUser(id=8100, first_name="Alice")
+    fake.private_chat(alice)
+    backlog = []
+    for n, text in enumerate(["hello", "/help", "thanks"]):
+        payload = {
+            "update_id": 500 + n,
+            "message": {
+                "message_id": n + 1, "date": 0, "chat": {"id": alice.id, "type": "private"},
+                "from": alice.to_dict(), "text": text,
+                **({"entities": [{"type": "bot_command", "offset": 0, "length": 5}]}
+                   if text.startswith("/") else {}),
+            },
+        }  # fmt: skip
+        backlog.append(IncomingUpdate(500 + n, str(alice.id), json.dumps(payload)))
+    async with session_factory() as session:
+        await inbox.store_updates(session=session, updates=backlog)
+    async with running(fake, session_factory, poll=False):
+        await fake.wait_for(lambda: len(fake.sent_to(alice.id)) >= 3, timeout=20)
+    texts = [m.text for m in fake.sent_to(alice.id)]
+    assert "Alice" in texts[0] and "You're welcome" in texts[2], texts
+    async with session_factory() as session:
+        assert await inbox.depth(session=session) == 0
+
+
+async def test_a_failing_update_is_retried_then_kept_as_failed(
+    fake: FakeBotAPI, session_factory: SessionFactory
+) -> None:
+    bob = FakeUser(id=8200, first_name="Bob")
+    async with running(fake, session_factory) as (application, runtime):
+        runtime.retry_base = 0.01
+        original = application.process_update
+        poisoned = fake.push_message(bob, "hello").data["message_id"]
+
+        async def failing(update: object) -> None:
+            message = getattr(update, "effective_message", None)
+            if message is not None and message.message_id == poisoned:
+                raise RuntimeError("the database went away")
+            await original(update)
+
+        application.process_update = failing  # type: ignore[method-assign]
+        fake.push_message(bob, "/help")  # the chat goes on after the failed one
+        await fake.wait_for(lambda: fake.sent_to(bob.id), timeout=30)
+        assert len(fake.sent_to(bob.id)) == 1 and "/complaint" in fake.sent_to(bob.id)[0].text
+        assert runtime.metrics.updates_failed._value.get() == inbox.MAX_ATTEMPTS
+    async with session_factory() as session:
+        counts = await inbox.counts(session=session)
+        failed = (
+            await session.exec(select(InboxUpdate).where(InboxUpdate.state == InboxState.failed))
+        ).one()
+    assert counts.failed == 1 and counts.pending == 0
+    assert failed.attempts == inbox.MAX_ATTEMPTS
+    assert failed.last_error == "RuntimeError: the database went away"
