@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -87,7 +87,7 @@ async def store_updates(*, session: AsyncSession, updates: Sequence[IncomingUpda
     return len(inserted)
 
 
-def _claimable(now: datetime) -> list[object]:
+def _claimable(now: datetime) -> list[ColumnElement[bool]]:
     """Conditions of a row that may be claimed now: pending, not leased, nothing older of its
     chat pending (an older one in flight or waiting for a retry blocks the chat)."""
     older = aliased(InboxUpdate)
@@ -96,9 +96,9 @@ def _claimable(now: datetime) -> list[object]:
         col.state == InboxState.pending.value,
         or_(col.claimed_until.is_(None), col.claimed_until < now),
         ~exists().where(
-            older.order_key == col.order_key,  # type: ignore[arg-type]
+            older.order_key == col.order_key,
             older.state == InboxState.pending.value,  # type: ignore[arg-type]
-            older.update_id < col.update_id,  # type: ignore[arg-type]
+            older.update_id < col.update_id,
         ),
     ]
 
@@ -134,7 +134,7 @@ async def claim_next(
             )
             .returning(col.update_id, col.order_key, col.payload, col.attempts)
         )
-        row = (await session.exec(stmt)).first()  # type: ignore[call-overload]
+        row = (await session.exec(stmt)).first()
     if row is None:  # another worker won the race for it
         return None
     return ClaimedUpdate(update_id=row[0], order_key=row[1], payload=row[2], attempts=row[3])
@@ -157,7 +157,7 @@ async def renew_leases(
         .values(claimed_until=utcnow() + lease)
     )
     async with unit_of_work(session):
-        result = await session.exec(stmt)  # type: ignore[call-overload]
+        result = await session.exec(stmt)
     return int(result.rowcount or 0)
 
 
@@ -175,7 +175,7 @@ async def mark_done(*, session: AsyncSession, update_id: int) -> None:
         )
     )
     async with unit_of_work(session):
-        await session.exec(stmt)  # type: ignore[call-overload]
+        await session.exec(stmt)
 
 
 async def mark_failed_attempt(
@@ -205,7 +205,7 @@ async def mark_failed_attempt(
         }
         if gave_up:
             values["processed_at"] = utcnow()
-        await session.exec(update(InboxUpdate).where(col.update_id == update_id).values(**values))  # type: ignore[call-overload]
+        await session.exec(update(InboxUpdate).where(col.update_id == update_id).values(**values))
     return state
 
 
@@ -258,7 +258,7 @@ async def requeue(*, session: AsyncSession, update_id: int) -> bool:
         )
     )
     async with unit_of_work(session):
-        result = await session.exec(stmt)  # type: ignore[call-overload]
+        result = await session.exec(stmt)
     return bool(result.rowcount)
 
 
@@ -269,7 +269,7 @@ async def purge_older_than(*, session: AsyncSession, before: datetime) -> int:
         col.received_at < before, col.state != InboxState.pending.value
     )
     async with unit_of_work(session):
-        result = await session.exec(stmt)  # type: ignore[call-overload]
+        result = await session.exec(stmt)
     return int(result.rowcount or 0)
 
 
@@ -307,7 +307,7 @@ async def acquire_polling_lock(
         key=POLLING_LOCK_KEY, value=value, updated_at=now
     )
     async with unit_of_work(session):
-        result = await session.exec(insert.on_conflict_do_nothing(index_elements=["key"]))  # type: ignore[call-overload]
+        result = await session.exec(insert.on_conflict_do_nothing(index_elements=["key"]))
         if result.rowcount:
             return None
         row = await session.get(
@@ -343,7 +343,7 @@ async def release_polling_lock(*, session: AsyncSession, owner: str) -> None:
     async with unit_of_work(session):
         row = await session.get(AppState, POLLING_LOCK_KEY, populate_existing=True)
         if row is not None and row.value.get("owner") == owner:
-            await session.exec(delete(AppState).where(col.key == POLLING_LOCK_KEY))  # type: ignore[call-overload]
+            await session.exec(delete(AppState).where(col.key == POLLING_LOCK_KEY))
 
 
 async def polling_lock_holder(*, session: AsyncSession) -> LockHolder | None:
@@ -385,5 +385,5 @@ async def release_claims(*, session: AsyncSession, owners: Sequence[str]) -> int
         .values(claimed_by=None, claimed_until=None)
     )
     async with unit_of_work(session):
-        result = await session.exec(stmt)  # type: ignore[call-overload]
+        result = await session.exec(stmt)
     return int(result.rowcount or 0)

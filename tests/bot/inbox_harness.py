@@ -59,10 +59,19 @@ def build(
 
 @asynccontextmanager
 async def running(
-    fake: FakeBotAPI, session_factory: SessionFactory, *, poll: bool = True, **overrides: Any
+    fake: FakeBotAPI,
+    session_factory: SessionFactory,
+    *,
+    poll: bool = True,
+    instance: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[DeskApplication, InboxRuntime]]:
-    """Started application and runtime (workers, and polling unless ``poll=False``)."""
+    """Started application and runtime (workers, and polling unless ``poll=False``).
+    ``instance``: the runtime's id as another host's (two runtimes in one process would
+    otherwise take each other for a crashed predecessor: same host, same pid)."""
     application, runtime = build(fake, session_factory, **overrides)
+    if instance is not None:
+        runtime.me = instance
     await application.initialize()
     await application.start()
     await runtime.start()

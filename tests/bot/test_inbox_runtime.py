@@ -114,3 +114,53 @@ async def test_a_failing_update_is_retried_then_kept_as_failed(
     assert counts.failed == 1 and counts.pending == 0
     assert failed.attempts == inbox.MAX_ATTEMPTS
     assert failed.last_error == "RuntimeError: the database went away"
+
+
+def _message_update(update_id: int, user: FakeUser, text: str) -> IncomingUpdate:
+    payload = {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id, "date": 0, "chat": {"id": user.id, "type": "private"},
+            "from": user.to_dict(), "text": text,
+        },
+    }  # fmt: skip
+    return IncomingUpdate(update_id, str(user.id), json.dumps(payload))
+
+
+async def test_two_instances_share_one_inbox_without_doubles_and_in_chat_order(
+    fake: FakeBotAPI, session_factory: SessionFactory
+) -> None:
+    users = [FakeUser(id=8300 + n, first_name=f"M{n}") for n in range(5)]
+    for user in users:
+        fake.private_chat(user)
+    phrases = ["hello", "thanks", "How do I return an item?", "Where is my order?"]
+    backlog = [
+        _message_update(1000 + i, users[i % len(users)], phrases[i % len(phrases)])
+        for i in range(40)
+    ]
+    async with session_factory() as session:
+        await inbox.store_updates(session=session, updates=backlog)
+    async with (
+        running(fake, session_factory, poll=False, inbox_workers=3, instance="a:1:x") as (_, one),
+        running(fake, session_factory, poll=False, inbox_workers=3, instance="b:2:y") as (_, two),
+    ):
+        await fake.wait_for(lambda: len(fake.processed_update_ids) >= 40, timeout=60)
+        handled = {"one": one.metrics.updates_processed._value.get(),
+                   "two": two.metrics.updates_processed._value.get()}  # fmt: skip
+    assert sorted(fake.processed_update_ids) == [u.update_id for u in backlog], handled
+    for user in users:
+        assert len(fake.sent_to(user.id)) == 8  # one answer per message, none twice
+    async with session_factory() as session:
+        from crm_core.models import Direction, Interaction
+
+        rows = (
+            await session.exec(
+                select(Interaction)
+                .where(Interaction.direction == Direction.inbound)
+                .order_by(Interaction.id)  # type: ignore[arg-type]
+            )
+        ).all()
+    by_chat: dict[int, list[int]] = {}
+    for row in rows:
+        by_chat.setdefault(row.details["chat_id"], []).append(row.details["update_id"])
+    assert all(ids == sorted(ids) and len(ids) == 8 for ids in by_chat.values()), by_chat

@@ -127,7 +127,9 @@ async def test_purge_keeps_pending_and_recent_updates(session: AsyncSession) -> 
         assert claimed is not None
         await inbox.mark_done(session=session, update_id=claimed.update_id)
     assert await inbox.purge_older_than(session=session, before=utcnow() - timedelta(hours=24)) == 0
-    assert await inbox.purge_older_than(session=session, before=utcnow() + timedelta(seconds=1)) == 2
+    assert (
+        await inbox.purge_older_than(session=session, before=utcnow() + timedelta(seconds=1)) == 2
+    )
     assert await inbox.depth(session=session) == 1  # update 3 was never handled: kept
 
 
@@ -143,9 +145,12 @@ STALE = timedelta(seconds=30)
 
 
 async def test_a_second_poller_is_refused_while_the_first_lives(session: AsyncSession) -> None:
-    assert await inbox.acquire_polling_lock(
-        session=session, owner="a", host="h1", pid=10, stale_after=STALE
-    ) is None
+    assert (
+        await inbox.acquire_polling_lock(
+            session=session, owner="a", host="h1", pid=10, stale_after=STALE
+        )
+        is None
+    )
     holder = await inbox.acquire_polling_lock(
         session=session, owner="b", host="h2", pid=11, stale_after=STALE
     )
@@ -153,16 +158,22 @@ async def test_a_second_poller_is_refused_while_the_first_lives(session: AsyncSe
     assert await inbox.heartbeat_polling_lock(session=session, owner="a")
     assert not await inbox.heartbeat_polling_lock(session=session, owner="b")
     await inbox.release_polling_lock(session=session, owner="a")
-    assert await inbox.acquire_polling_lock(
-        session=session, owner="b", host="h2", pid=11, stale_after=STALE
-    ) is None
+    assert (
+        await inbox.acquire_polling_lock(
+            session=session, owner="b", host="h2", pid=11, stale_after=STALE
+        )
+        is None
+    )
 
 
 async def test_a_stale_or_dead_holder_is_taken_over(session: AsyncSession) -> None:
     await inbox.acquire_polling_lock(session=session, owner="a", host="h", pid=1, stale_after=STALE)
-    assert await inbox.acquire_polling_lock(
-        session=session, owner="b", host="h", pid=2, stale_after=timedelta(seconds=-1)
-    ) is None
+    assert (
+        await inbox.acquire_polling_lock(
+            session=session, owner="b", host="h", pid=2, stale_after=timedelta(seconds=-1)
+        )
+        is None
+    )
     assert not await inbox.heartbeat_polling_lock(session=session, owner="a")  # it lost it
     assert await inbox.acquire_polling_lock(
         session=session, owner="c", host="h", pid=3, stale_after=STALE,
