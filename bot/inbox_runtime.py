@@ -131,6 +131,7 @@ class InboxRuntime:
         self._fatal: BaseException | None = None
         self._depth_warned = False
         self.retry_base = 1.0  # seconds before the first retry of a failed update (doubles)
+        self.backoff_base = 1.0  # seconds before polling again after an outage (doubles)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ class InboxRuntime:
         """getUpdates -> store the batch -> only then confirm it with the next offset."""
         bot = self.app.bot
         offset: int | None = None
-        backoff = 1.0
+        backoff = self.backoff_base
         outage_since: float | None = None
         while not self._stopping.is_set():
             if self.depth >= self.settings.inbox_max_depth:
@@ -262,7 +263,7 @@ class InboxRuntime:
                 log.warning(
                     "receiving updates works again after %.0f s", time.monotonic() - outage_since
                 )
-                outage_since, backoff = None, 1.0
+                outage_since, backoff = None, self.backoff_base
 
     async def _pause_for_backlog(self) -> None:
         log.warning(

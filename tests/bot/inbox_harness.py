@@ -7,11 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from telegram.ext import AIORateLimiter
-
 from bot.app import RATE_LIMIT_RETRIES, DeskApplication, build_application
 from bot.inbox_runtime import InboxRuntime
-from bot.metrics import DeskMetrics
+from bot.metrics import DeskMetrics, MeteredRateLimiter
 from bot.settings import Settings
 from crm_core.db import SessionFactory
 from knowledge_base.holder import KnowledgeBaseHolder
@@ -45,16 +43,18 @@ def build(
 ) -> tuple[DeskApplication, InboxRuntime]:
     url = session_factory.kw["bind"].url.render_as_string(hide_password=False)
     settings = make_settings(fake, url, **overrides)
+    metrics = DeskMetrics()
     application = build_application(
         settings,
         session_factory=session_factory,
         kb_holder=shared_kb(),
-        rate_limiter=AIORateLimiter(
-            overall_max_rate=1000, group_max_rate=1000, max_retries=RATE_LIMIT_RETRIES
+        # Telegram's 20 a minute per group would slow the tests down.
+        rate_limiter=MeteredRateLimiter(
+            metrics, overall_max_rate=1000, group_max_rate=1000, max_retries=RATE_LIMIT_RETRIES
         ),
     )
     application.update_observers.append(fake.note_processed)
-    return application, InboxRuntime(application, settings, DeskMetrics())
+    return application, InboxRuntime(application, settings, metrics)
 
 
 @asynccontextmanager

@@ -217,3 +217,12 @@ async def test_a_second_polling_instance_is_refused_with_a_clear_message(tmp_pat
                 first.send_signal(signal.SIGINT)
             _, stderr_bytes = await asyncio.wait_for(first.communicate(), timeout=20)
         assert first.returncode == 0, stderr_bytes.decode()[-3000:]
+
+
+def test_webhook_mode_needs_a_secret_token(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("DESKBOT_TELEGRAM_TOKEN", "1:x")
+    clean_env.setenv("DESKBOT_WEBHOOK_URL", "https://desk.example.com/hook")
+    assert main(["run", "--webhook"]) == 2
+    assert "DESKBOT_WEBHOOK_SECRET_TOKEN is required" in capsys.readouterr().err

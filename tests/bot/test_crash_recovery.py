@@ -116,7 +116,6 @@ async def _db_facts(database_url: str) -> tuple[list[int], Counter[int], dict[in
 PG = pytest.mark.postgres
 CASES = [
     pytest.param("polling", "sqlite", 11, id="polling-sqlite-11"),
-    pytest.param("polling", "sqlite", 23, id="polling-sqlite-23"),
     pytest.param("webhook", "sqlite", 5, id="webhook-sqlite-5"),
     pytest.param("polling", "postgres", 7, id="polling-postgres-7", marks=PG),
     pytest.param("webhook", "postgres", 13, id="webhook-postgres-13", marks=PG),

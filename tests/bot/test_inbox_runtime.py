@@ -164,3 +164,40 @@ async def test_two_instances_share_one_inbox_without_doubles_and_in_chat_order(
     for row in rows:
         by_chat.setdefault(row.details["chat_id"], []).append(row.details["update_id"])
     assert all(ids == sorted(ids) and len(ids) == 8 for ids in by_chat.values()), by_chat
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_an_outage_is_retried_and_logged_once(
+    fake: FakeBotAPI, session_factory: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    carol = FakeUser(id=8400, first_name="Carol")
+    for _ in range(4):
+        fake.fail_next("getUpdates", 502, "Bad Gateway")
+    async with running(fake, session_factory, poll=False) as (_, runtime):
+        runtime.backoff_base = 0.01
+        runtime.start_polling()
+        fake.push_message(carol, "hello")
+        await fake.wait_for_message(carol.id, contains="Carol", timeout=20)
+    failed = [r for r in fake.calls("getUpdates") if r.error is not None]
+    assert len(failed) == 4
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bot.inbox_runtime"]
+    assert len([w for w in warnings if "retrying with backoff" in w]) == 1, warnings
+    assert len([w for w in warnings if "works again" in w]) == 1, warnings
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_outgoing_calls_and_429s_are_counted(
+    fake: FakeBotAPI, session_factory: SessionFactory
+) -> None:
+    dan = FakeUser(id=8500, first_name="Dan")
+    fake.rate_limit("sendMessage", chat_id=dan.id, retry_after=1)
+    async with running(fake, session_factory) as (_, runtime):
+        fake.push_message(dan, "hello")
+        await fake.wait_for_message(dan.id, contains="Dan", timeout=20)
+        await fake.wait_processed(timeout=10)
+    page = runtime.metrics.render().decode()  # stopped: the update is marked done
+    assert 'deskbot_telegram_rate_limited_total{method="sendMessage"} 1.0' in page, page
+    assert 'deskbot_telegram_requests_total{method="sendMessage"} 2.0' in page, page
+    assert 'deskbot_telegram_errors_total{error="RetryAfter",method="sendMessage"} 1.0' in page
+    assert "deskbot_updates_processed_total 1.0" in page
+    assert "deskbot_update_processing_seconds_count 1.0" in page
