@@ -131,6 +131,7 @@ class InboxRuntime:
         self._fatal: BaseException | None = None
         self._depth_warned = False
         self.retry_base = 1.0  # seconds before the first retry of a failed update (doubles)
+        self._claims_failing = False
         self.backoff_base = 1.0  # seconds before polling again after an outage (doubles)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -315,9 +316,15 @@ class InboxRuntime:
                     claimed = await inbox.claim_next(
                         session=session, worker=self.me, lease=self.lease
                     )
-            except Exception as error:
-                log.warning("claiming from the inbox failed: %s", error)
+            except Exception as error:  # the database is away: say so once, keep trying
+                if not self._claims_failing:
+                    log.warning("claiming from the inbox failed (%s); retrying", error)
+                self._claims_failing = True
                 claimed = None
+            else:
+                if self._claims_failing:
+                    log.warning("claiming from the inbox works again")
+                self._claims_failing = False
             if claimed is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), IDLE_RECHECK_SECONDS)
