@@ -52,10 +52,10 @@ async def test_every_confirmed_update_is_already_in_the_inbox(
         for round_ in range(5):
             for user in users:
                 fake.push_message(user, "/help" if round_ % 2 else "hello")
-        await fake.wait_processed(timeout=30)
-        for user in users:
-            assert len(fake.sent_to(user.id)) == 5
+        await fake.wait_processed(timeout=60)
+        replies = {user.id: len(fake.sent_to(user.id)) for user in users}
     assert confirmations and not violations, violations
+    assert all(n == 5 for n in replies.values()), replies
     assert len(await _stored_ids(session_factory)) == 20
 
 
@@ -201,3 +201,42 @@ async def test_outgoing_calls_and_429s_are_counted(
     assert 'deskbot_telegram_errors_total{error="RetryAfter",method="sendMessage"} 1.0' in page
     assert "deskbot_updates_processed_total 1.0" in page
     assert "deskbot_update_processing_seconds_count 1.0" in page
+
+
+async def test_an_update_cut_off_before_its_answer_is_answered_after_the_restart(
+    fake: FakeBotAPI, session_factory: SessionFactory
+) -> None:
+    """As the crashed process left it: both updates logged and claimed once; 601 had its
+    answer sent (and logged), 602 had not. The restart answers 602 only."""
+    from sqlalchemy import update
+
+    from crm_core.models import Channel, Direction, InteractionKind
+    from crm_core.services.customers import identify_customer
+    from crm_core.services.interactions import log_interaction
+
+    eve = FakeUser(id=8600, first_name="Eve")
+    fake.private_chat(eve)
+    async with session_factory() as session:
+        await inbox.store_updates(
+            session=session,
+            updates=[_message_update(601, eve, "thanks"), _message_update(602, eve, "hello")],
+        )
+        customer = await identify_customer(
+            session=session, channel=Channel.telegram, external_id=str(eve.id), name="Eve"
+        )
+        for key in ["tg:601", "tg:601:out:1", "tg:602"]:
+            await log_interaction(
+                session=session,
+                customer_id=customer.id,
+                channel=Channel.telegram,
+                direction=Direction.outbound if ":out:" in key else Direction.inbound,
+                kind=InteractionKind.message,
+                idempotency_key=key,
+            )
+        await session.exec(update(InboxUpdate).values(attempts=1))  # type: ignore[call-overload]
+        await session.commit()
+    async with running(fake, session_factory, poll=False):
+        await fake.wait_for(lambda: len(fake.processed_update_ids) >= 2, timeout=20)
+    texts = [m.text for m in fake.sent_to(eve.id)]
+    # Only the greeting for 602; 601 ("thanks") had been answered before the crash.
+    assert len(texts) == 1 and "Eve" in texts[0], texts
