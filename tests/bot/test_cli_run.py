@@ -195,9 +195,14 @@ def test_unmigrated_postgres_is_refused_with_a_clear_message(
 
 
 async def test_a_second_polling_instance_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    """Also: the first serves /healthz and /metrics on DESKBOT_METRICS_PORT."""
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"
+    port = _free_port()
     async with FakeBotAPI() as fake:
-        first = await start_deskbot(fake, tmp_path, database_url=database_url)
+        first = await start_deskbot(
+            fake, tmp_path, database_url=database_url, metrics_port=str(port),
+            webhook_listen="127.0.0.1",
+        )  # fmt: skip
         try:
             await fake.wait_for(lambda: fake.calls("getUpdates"), timeout=30)
             polls = len(fake.calls("getUpdates"))
@@ -212,6 +217,13 @@ async def test_a_second_polling_instance_is_refused_with_a_clear_message(tmp_pat
             alice = FakeUser(id=42, first_name="Alice")
             fake.push_message(alice, "/start")
             await fake.wait_for_message(alice.id, contains="Alice", timeout=10)  # first still on
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
+                    assert health.status == 200
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as metrics:
+                    page = await metrics.text()
+            assert 'deskbot_updates_received_total{source="polling"} 1.0' in page, page
+            assert 'deskbot_telegram_requests_total{method="sendMessage"}' in page
         finally:
             if first.returncode is None:
                 first.send_signal(signal.SIGINT)
