@@ -50,6 +50,14 @@ def run_command(args: argparse.Namespace) -> int:
         )
     if args.webhook and not settings.webhook_url:
         return _usage_error("DESKBOT_WEBHOOK_URL is required with --webhook")
+    if args.webhook and (
+        settings.webhook_secret_token is None
+        or not settings.webhook_secret_token.get_secret_value().strip()
+    ):
+        return _usage_error(
+            "DESKBOT_WEBHOOK_SECRET_TOKEN is required with --webhook: without it anyone who "
+            "finds the URL can post updates; set a random string (1-256 of A-Z a-z 0-9 _ -)"
+        )
 
     from bot import runtime  # imported late: keeps `deskbot --help` fast
     from crm_core.migrate import ensure_database_current, is_memory_sqlite

@@ -149,6 +149,47 @@ class Settings(BaseSettings):
         description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (webhook mode).",
     )
 
+    # --- Update inbox and runtime ------------------------------------------------------------
+    inbox_workers: int = Field(
+        default=8, gt=0, le=256, description="Updates processed at once (never two of one chat)."
+    )
+    inbox_lease_seconds: int = Field(
+        default=30,
+        gt=0,
+        le=SECONDS_PER_DAY,
+        description="Seconds an instance holds an update it processes (renewed while it works); "
+        "a crashed instance's updates are taken over after this.",
+    )
+    inbox_warn_depth: int = Field(
+        default=1000, gt=0, description="Inbox depth (unhandled updates) above which to warn."
+    )
+    inbox_max_depth: int = Field(
+        default=10000,
+        gt=0,
+        description="Inbox depth at which polling pauses and the webhook answers 503 "
+        "(Telegram keeps the updates and delivers them later).",
+    )
+    inbox_retention_hours: int = Field(
+        default=24,
+        gt=0,
+        le=24 * 365,
+        description="Hours handled updates stay in the inbox (replayable) before they are purged.",
+    )
+    polling_lock_seconds: int = Field(
+        default=30,
+        ge=3,
+        le=SECONDS_PER_DAY,
+        description="Seconds without a heartbeat after which another instance may take over "
+        "polling.",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        gt=0,
+        lt=65536,
+        description="Polling mode: serve /healthz, /readyz, /metrics on this port "
+        "(webhook mode serves them on the webhook port).",
+    )
+
     @field_validator("sla_hours", mode="before")
     @classmethod
     def _parse_sla(cls, value: Any) -> Any:
@@ -229,6 +270,15 @@ class Settings(BaseSettings):
         if value is not None and not value.is_dir():
             raise ValueError(f"{value} is not a folder of knowledge-base articles")
         return value
+
+    @model_validator(mode="after")
+    def _inbox_depths_in_order(self) -> "Settings":
+        if self.inbox_warn_depth > self.inbox_max_depth:
+            raise ValueError(
+                f"DESKBOT_INBOX_WARN_DEPTH ({self.inbox_warn_depth}) must not exceed "
+                f"DESKBOT_INBOX_MAX_DEPTH ({self.inbox_max_depth})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> "Settings":

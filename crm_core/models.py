@@ -533,3 +533,38 @@ class AppState(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=100)
     value: dict[str, Any] = _json(dict)
     updated_at: datetime = _updated()
+
+
+class InboxState(StrEnum):
+    pending = "pending"
+    done = "done"
+    failed = "failed"
+
+
+class InboxUpdate(SQLModel, table=True):
+    """A Telegram update as received (polling or webhook), kept durably before Telegram is told
+    it arrived, and processed from here: a crash between receiving and handling loses nothing.
+
+    ``order_key`` groups the updates that must be handled in order (one chat); a row is in
+    flight while ``claimed_until`` lies in the future (a lease, so that a crashed instance's
+    work is taken over)."""
+
+    __tablename__ = "inbox_update"
+    __table_args__ = (
+        Index("ix_inbox_state_update", "state", "update_id"),
+        Index("ix_inbox_order_state_update", "order_key", "state", "update_id"),
+        Index("ix_inbox_received", "received_at"),
+    )
+
+    update_id: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    order_key: str = Field(max_length=64)
+    payload: str = Field(sa_type=Text, description="the update as Telegram sent it (JSON)")
+    state: InboxState = _enum(InboxState, default=InboxState.pending)
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=200)
+    claimed_until: datetime | None = _ts(default=None)
+    received_at: datetime = _created()
+    processed_at: datetime | None = _ts(default=None)
+    last_error: str | None = Field(default=None, sa_type=Text)

@@ -11,12 +11,15 @@ For an update from a person in a private chat it
 
 Trade-off: an update logged and then crashed mid-handling is not retried on redelivery
 (at-most-once handling, exactly-once logging); the error handler has apologised already.
+Except when the process died mid-handling (the runtime sets :data:`RESUMING_INTERRUPTED`): if
+nothing was sent for the update yet, it is handled again, so the customer still gets an answer.
 
 Group chats (the agents' group) are not customers and pass through untouched.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from sqlmodel import select
@@ -28,6 +31,9 @@ from crm_core.models import Channel, Direction, Interaction, InteractionKind
 from crm_core.services.customers import identify_customer
 from crm_core.services.interactions import log_interaction
 from handlers.core.context import DeskContext, UpdateScope, current_scope
+
+# True while the runtime handles an update again whose earlier attempt was cut off.
+RESUMING_INTERRUPTED: ContextVar[bool] = ContextVar("deskbot_resuming_interrupted", default=False)
 
 
 def inbound_key(update_id: int) -> str:
@@ -99,10 +105,13 @@ async def record_inbound(update: Update, context: DeskContext) -> None:
     user = update.effective_user
     assert user is not None
     scope = current_scope()
+    resuming = False
     if await _already_recorded(scope, inbound_key(update.update_id)):
         # Checked before identifying: a redelivered update of a customer who has since been
         # erased (/forgetme) must not bring them back as a new customer.
-        raise ApplicationHandlerStop
+        resuming = RESUMING_INTERRUPTED.get() and not await _answered(scope, update.update_id)
+        if not resuming:
+            raise ApplicationHandlerStop
     customer = await identify_customer(
         session=scope.session,
         channel=Channel.telegram,
@@ -124,12 +133,19 @@ async def record_inbound(update: Update, context: DeskContext) -> None:
         details=details,
         idempotency_key=inbound_key(update.update_id),
     )
-    if not logged.created:
+    if not logged.created and not resuming:
         raise ApplicationHandlerStop
 
 
 async def _already_recorded(scope: UpdateScope, key: str) -> bool:
     stmt = select(Interaction.id).where(Interaction.idempotency_key == key).limit(1)
+    return (await scope.session.exec(stmt)).first() is not None
+
+
+async def _answered(scope: UpdateScope, update_id: int) -> bool:
+    """Whether anything was sent (and logged) while handling this update."""
+    key = Interaction.idempotency_key
+    stmt = select(Interaction.id).where(key.like(f"tg:{update_id}:%")).limit(1)  # type: ignore[union-attr]
     return (await scope.session.exec(stmt)).first() is not None
 
 

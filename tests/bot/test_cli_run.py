@@ -197,3 +197,49 @@ def test_unmigrated_postgres_is_refused_with_a_clear_message(
     assert main(["run"]) == 1
     err = capsys.readouterr().err
     assert "deskbot db" in err and "Traceback" not in err
+
+
+async def test_a_second_polling_instance_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    """Also: the first serves /healthz and /metrics on DESKBOT_METRICS_PORT."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"
+    port = _free_port()
+    async with FakeBotAPI() as fake:
+        first = await start_deskbot(
+            fake, tmp_path, database_url=database_url, metrics_port=str(port),
+            webhook_listen="127.0.0.1",
+        )  # fmt: skip
+        try:
+            await fake.wait_for(lambda: fake.calls("getUpdates"), timeout=30)
+            polls = len(fake.calls("getUpdates"))
+            second = await start_deskbot(fake, tmp_path, database_url=database_url)
+            _, err = await asyncio.wait_for(second.communicate(), timeout=30)
+            assert second.returncode == 2, err.decode()[-2000:]
+            message = err.decode()
+            assert "already polling" in message and "--webhook" in message
+            assert "Traceback" not in message
+            # The refused instance never called getUpdates (no 409 Conflict storm).
+            assert not [r for r in fake.calls("getUpdates")[polls:] if r.error is not None]
+            alice = FakeUser(id=42, first_name="Alice")
+            fake.push_message(alice, "/start")
+            await fake.wait_for_message(alice.id, contains="Alice", timeout=10)  # first still on
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
+                    assert health.status == 200
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as metrics:
+                    page = await metrics.text()
+            assert 'deskbot_updates_received_total{source="polling"} 1.0' in page, page
+            assert 'deskbot_telegram_requests_total{method="sendMessage"}' in page
+        finally:
+            if first.returncode is None:
+                first.send_signal(signal.SIGINT)
+            _, stderr_bytes = await asyncio.wait_for(first.communicate(), timeout=20)
+        assert first.returncode == 0, stderr_bytes.decode()[-3000:]
+
+
+def test_webhook_mode_needs_a_secret_token(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("DESKBOT_TELEGRAM_TOKEN", "1:x")
+    clean_env.setenv("DESKBOT_WEBHOOK_URL", "https://desk.example.com/hook")
+    assert main(["run", "--webhook"]) == 2
+    assert "DESKBOT_WEBHOOK_SECRET_TOKEN is required" in capsys.readouterr().err

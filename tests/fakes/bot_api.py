@@ -22,12 +22,13 @@ Waiting is event-driven (no sleeps): every recorded request or state change wake
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, TypeVar
@@ -281,6 +282,15 @@ class FakeBotAPI:
         # Reactions the bot set: (chat_id, message_id) -> emoji.
         self.reactions: dict[tuple[int, int], list[str]] = {}
         self.webhook_url: str = ""
+        self.webhook_secret: str | None = None
+        # Confirmation, as Telegram sees it: polling confirms an update when getUpdates is
+        # called with an offset past it; a webhook delivery is confirmed by a 2xx answer.
+        self.confirmed_offset: int = 0
+        self.webhook_confirmed: list[int] = []
+        self.webhook_last_error: str | None = None
+        self._webhook_task: asyncio.Task[None] | None = None
+        # Awaited before each request is answered (tests check invariants at that moment).
+        self.request_hooks: list[Callable[[RecordedRequest], Awaitable[None]]] = []
         self.delivered_update_ids: list[int] = []
         self.processed_update_ids: list[int] = []
         self._updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
@@ -314,6 +324,7 @@ class FakeBotAPI:
     async def stop(self) -> None:
         self._closing = True
         self._notify()
+        await self._stop_webhook_delivery()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -575,6 +586,16 @@ class FakeBotAPI:
             if m.chat_id == chat_id and (thread_id is None or m.thread_id == thread_id)
         ]
 
+    @property
+    def confirmed_update_ids(self) -> list[int]:
+        """Updates Telegram would never deliver again: their offset was passed (polling) or
+        their webhook delivery was answered 2xx."""
+        polled = [u for u in self.delivered_update_ids if u < self.confirmed_offset]
+        return sorted(set(polled) | set(self.webhook_confirmed))
+
+    def update_payload(self, update_id: int) -> dict[str, Any]:
+        return self._all_updates[update_id]
+
     def calls(self, method: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method]
 
@@ -739,6 +760,8 @@ class FakeBotAPI:
         record = RecordedRequest(method=method, params=params, time=time.time())
         self.requests.append(record)
         self._notify()  # waiters see the request at once (getUpdates answers only later)
+        for hook in self.request_hooks:
+            await hook(record)
         try:
             self._check_failures(method, params)
             handler = getattr(self, f"_api_{method}", None)
@@ -776,8 +799,15 @@ class FakeBotAPI:
     # --- updates ------------------------------------------------------------------------------
 
     async def _api_getUpdates(self, params: dict[str, Any], _: Any) -> list[dict[str, Any]]:
+        if self.webhook_url:
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use "
+                "deleteWebhook to delete the webhook first",
+            )
         offset = int(params.get("offset") or 0)
         limit = int(params.get("limit") or 100)
+        self.confirmed_offset = max(self.confirmed_offset, offset)
         timeout = float(params.get("timeout") or 0)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
@@ -798,16 +828,66 @@ class FakeBotAPI:
 
     async def _api_deleteWebhook(self, params: dict[str, Any], _: Any) -> bool:
         self.webhook_url = ""
+        await self._stop_webhook_delivery()
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
 
     async def _api_setWebhook(self, params: dict[str, Any], _: Any) -> bool:
         self.webhook_url = str(params.get("url", ""))
+        self.webhook_secret = params.get("secret_token")
+        if self.webhook_url and self._webhook_task is None:
+            self._webhook_task = asyncio.create_task(self._deliver_to_webhook())
         return True
 
     async def _api_getWebhookInfo(self, params: dict[str, Any], _: Any) -> dict[str, Any]:
-        return {"url": self.webhook_url, "has_custom_certificate": False, "pending_update_count": 0}
+        info: dict[str, Any] = {
+            "url": self.webhook_url,
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates) + len(self._redeliveries),
+        }
+        if self.webhook_last_error:
+            info.update(
+                last_error_date=int(time.time()), last_error_message=self.webhook_last_error
+            )
+        return info
+
+    async def _stop_webhook_delivery(self) -> None:
+        task, self._webhook_task = self._webhook_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _deliver_to_webhook(self) -> None:
+        """Post pending updates to the webhook one at a time, in order, as Telegram does; an
+        update stays pending (and is posted again) until the bot answers 2xx."""
+        import aiohttp
+
+        headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret or ""}
+        async with aiohttp.ClientSession() as http:
+            while not self._closing and self.webhook_url:
+                pending = self._redeliveries or self._updates
+                if not pending:
+                    event = self._changed
+                    await event.wait()
+                    continue
+                update = pending[0]
+                try:
+                    async with http.post(self.webhook_url, json=update, headers=headers) as resp:
+                        ok = 200 <= resp.status < 300
+                        error = None if ok else f"Wrong response from the webhook: {resp.status}"
+                except aiohttp.ClientError as exc:
+                    ok, error = False, f"Connection failed: {exc}"
+                self.delivered_update_ids.append(update["update_id"])
+                if ok:
+                    if update in pending:
+                        pending.remove(update)
+                    self.webhook_confirmed.append(update["update_id"])
+                    self._notify()
+                else:
+                    self.webhook_last_error = error
+                    await asyncio.sleep(0.05)  # Telegram backs off too
 
     # --- bot ----------------------------------------------------------------------------------
 

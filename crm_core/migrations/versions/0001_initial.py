@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-12-03 09:39:46.332980
+Create Date: 2026-12-03 09:50:33.604077
 """
 
 from collections.abc import Sequence
@@ -67,6 +67,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('customer', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_customer_merged_into_id'), ['merged_into_id'], unique=False)
+
+    op.create_table('inbox_update',
+    sa.Column('update_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('order_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('payload', sa.Text(), nullable=False),
+    sa.Column('state', sa.Enum('pending', 'done', 'failed', name='inboxstate', native_enum=False, length=32), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('claimed_until', crm_core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('received_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', crm_core.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('update_id')
+    )
+    with op.batch_alter_table('inbox_update', schema=None) as batch_op:
+        batch_op.create_index('ix_inbox_order_state_update', ['order_key', 'state', 'update_id'], unique=False)
+        batch_op.create_index('ix_inbox_received', ['received_at'], unique=False)
+        batch_op.create_index('ix_inbox_state_update', ['state', 'update_id'], unique=False)
 
     op.create_table('reference_counter',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -304,6 +322,12 @@ def downgrade() -> None:
 
     op.drop_table('channel_identity')
     op.drop_table('reference_counter')
+    with op.batch_alter_table('inbox_update', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbox_state_update')
+        batch_op.drop_index('ix_inbox_received')
+        batch_op.drop_index('ix_inbox_order_state_update')
+
+    op.drop_table('inbox_update')
     with op.batch_alter_table('customer', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_customer_merged_into_id'))
 
