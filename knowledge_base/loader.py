@@ -3,6 +3,7 @@ the rest is loaded, so one typo never takes the whole knowledge base down."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from knowledge_base.models import Article, Problem
 from knowledge_base.settings import SETTINGS_FILE, read_settings
 
 FENCE = "---"
+_LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}")
+_WEB_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,11 @@ def load_knowledge_base(
     answer_threshold: float | None = None,
     suggest_threshold: float | None = None,
     semantic: bool | None = None,
+    cache_dir: Path | str | None = None,
 ) -> LoadResult:
     """Load every ``*.md`` under ``path`` (recursively, hidden files skipped) plus ``kb.yaml``.
-    Keyword arguments override the settings file (e.g. from environment variables)."""
+    Keyword arguments override the settings file (e.g. from environment variables);
+    ``cache_dir`` holds the phrasing embeddings (default: :func:`default_cache_dir`)."""
     directory = Path(path)
     if not directory.is_dir():
         raise NotADirectoryError(f"knowledge base folder not found: {directory}")
@@ -49,7 +54,7 @@ def load_knowledge_base(
         answer_threshold=answer_threshold, suggest_threshold=suggest_threshold, semantic=semantic
     )
     if settings.semantic and not embeddings_available():
-        reason = "semantic: true needs the optional extra: pip install 'deskbot[embeddings]'"
+        reason = "semantic search needs the package 'wordllama' (a dependency): reinstall deskbot"
         problems.append(Problem(directory / SETTINGS_FILE, 0, reason))
         settings = settings.with_overrides(semantic=False)
     articles: list[Article] = []
@@ -70,7 +75,10 @@ def load_knowledge_base(
         articles.append(article)
     if not files:
         problems.append(Problem(directory, 0, "no articles (*.md files) found"))
-    return LoadResult(KnowledgeBase(articles, settings), problems)
+    kb = KnowledgeBase(
+        articles, settings, source=directory, cache_dir=Path(cache_dir) if cache_dir else None
+    )
+    return LoadResult(kb, problems)
 
 
 def _hidden(file: Path, root: Path) -> bool:
@@ -133,8 +141,15 @@ def parse_article(text: str, *, path: Path | None = None) -> Article:
     questions = _string_list(header, "questions", line_of("questions"))
     tags = _string_list(header, "tags", line_of("tags"))
     language = header.get("language")
-    if language is not None and not isinstance(language, str):
-        raise ArticleError(line_of("language"), "bad header: language must be a string")
+    if language is not None and (
+        not isinstance(language, str) or not _LANGUAGE_CODE.fullmatch(language.strip())
+    ):
+        reason = f"bad header: language must be a code like en or de, got {language!r}"
+        raise ArticleError(line_of("language"), reason)
+    url = header.get("url")
+    if url is not None and (not isinstance(url, str) or not _WEB_URL.fullmatch(url.strip())):
+        reason = f"bad header: url must be an http(s) address, got {url!r}"
+        raise ArticleError(line_of("url"), reason)
     body = "\n".join(lines[closing + 1 :]).strip()
     if not body:
         raise ArticleError(closing + 2, "empty body: write the answer below the front matter")
@@ -144,8 +159,9 @@ def parse_article(text: str, *, path: Path | None = None) -> Article:
         body=body,
         questions=questions,
         tags=tags,
-        language=language,
+        language=language.strip().lower() if language else None,
         path=path,
+        url=url.strip() if url else None,
     )
 
 

@@ -17,8 +17,9 @@ class Article:
     body: str
     questions: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    language: str | None = None
+    language: str | None = None  # ISO 639-1 code; None = the knowledge base's default
     path: Path | None = None
+    url: str | None = None  # where the full article lives (shown under the answer)
 
     @property
     def phrasings(self) -> tuple[str, ...]:
@@ -59,6 +60,9 @@ class SearchResult:
     question: str
     verdict: Verdict
     candidates: tuple[Candidate, ...] = field(default=())
+    # The language the question was answered in (its articles' language): the conversation's
+    # templates follow it. None for a knowledge base without articles.
+    language: str | None = None
 
     @property
     def best(self) -> Candidate | None:

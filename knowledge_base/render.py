@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
+from knowledge_base.models import Article
+
 # Raw HTML in articles is shown as text, never passed through.
 _PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])
 SAFE_SCHEMES = {"http", "https", "tg", "mailto"}
@@ -128,3 +130,13 @@ def _safe_url(url: str) -> bool:
     except ValueError:
         return False
     return scheme in SAFE_SCHEMES
+
+
+def render_answer(article: Article, *, link_label: str = "Read the full article") -> str:
+    """An answer that shows its source: the article's title as a bold heading, its body, and,
+    when the article has a ``url``, a link to it (the same layout as ``kb_answer.j2``)."""
+    parts = [f"<b>{escape_text(article.title)}</b>", render_telegram_html(article.body)]
+    if article.url and _safe_url(article.url):
+        href = escape_attribute(article.url)
+        parts.append(f'<a href="{href}">{escape_text(link_label)}</a>')
+    return "\n\n".join(part for part in parts if part)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from knowledge_base.models import Problem
 SETTINGS_FILE = "kb.yaml"
 DEFAULT_ANSWER_THRESHOLD = 0.55
 DEFAULT_SUGGEST_THRESHOLD = 0.3
+DEFAULT_LANGUAGE = "en"
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,11 @@ class KbSettings:
     suggest_threshold: float = DEFAULT_SUGGEST_THRESHOLD
     # Free-form provenance written by the tuner (what data, which figures); informational only.
     tuned_on: dict[str, Any] | None = None
-    # Blend in sentence embeddings (optional extra `deskbot[embeddings]`); lexical when False.
-    semantic: bool = False
+    # Blend in sentence embeddings (static, shipped with the wordllama package); lexical
+    # signals only when False.
+    semantic: bool = True
+    # Language of articles that do not declare one (`language:` in their front matter).
+    language: str = DEFAULT_LANGUAGE
 
     def with_overrides(
         self,
@@ -73,12 +78,16 @@ def read_settings(directory: Path) -> tuple[KbSettings, list[Problem]]:
         check_thresholds(answer, suggest)
     except ValueError as error:
         return KbSettings(), [Problem(path, 0, str(error))]
-    semantic = data.get("semantic", False)
+    semantic = data.get("semantic", True)
     if not isinstance(semantic, bool):
         return KbSettings(), [Problem(path, 0, f"semantic must be true or false, got {semantic!r}")]
+    language = data.get("language", DEFAULT_LANGUAGE)
+    if not isinstance(language, str) or not re.fullmatch(r"[A-Za-z]{2,3}", language.strip()):
+        reason = f"language must be a code like en or de, got {language!r}"
+        return KbSettings(), [Problem(path, 0, reason)]
     tuned_on = data.get("tuned_on")
     tuned = tuned_on if isinstance(tuned_on, dict) else None
-    return KbSettings(answer, suggest, tuned, semantic), []
+    return KbSettings(answer, suggest, tuned, semantic, language.strip().lower()), []
 
 
 def _threshold(data: dict[str, Any], key: str, default: float) -> float:
@@ -94,8 +103,10 @@ def write_settings(directory: Path, settings: KbSettings) -> Path:
         "answer_threshold": round(settings.answer_threshold, 6),
         "suggest_threshold": round(settings.suggest_threshold, 6),
     }
-    if settings.semantic:
-        data["semantic"] = True
+    if not settings.semantic:
+        data["semantic"] = False
+    if settings.language != DEFAULT_LANGUAGE:
+        data["language"] = settings.language
     if settings.tuned_on:
         data["tuned_on"] = settings.tuned_on
     header = "# Written by `deskbot kb tune`; may be edited (0 <= suggest <= answer <= 1).\n"

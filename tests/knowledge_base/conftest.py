@@ -32,3 +32,11 @@ def sample_kb() -> KnowledgeBase:
     result = load_knowledge_base(default_kb_dir())
     assert result.problems == []
     return result.kb.prepare()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Embeddings cached in a throw-away folder, never in the user's ~/.cache."""
+    import os
+
+    os.environ.setdefault("DESKBOT_KB_CACHE_DIR", str(tmp_path_factory.mktemp("kb-cache")))

@@ -11,7 +11,7 @@ from tests.knowledge_base.conftest import write_article
 
 def test_check_passes_on_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["kb", "check", str(default_kb_dir())]) == 0
-    assert capsys.readouterr().out.startswith("ok: 44 article(s)")
+    assert capsys.readouterr().out.startswith("ok: 52 article(s)")
 
 
 def test_check_lists_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,4 +68,4 @@ def test_holder_applies_threshold_overrides_on_every_load(tmp_path: Path) -> Non
 
 def test_holder_defaults_to_the_bundled_sample() -> None:
     holder, problems = KnowledgeBaseHolder.load()
-    assert problems == [] and holder.path == default_kb_dir() and len(holder.kb) == 44
+    assert problems == [] and holder.path == default_kb_dir() and len(holder.kb) == 52

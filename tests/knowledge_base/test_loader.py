@@ -96,6 +96,7 @@ def test_settings_file_and_overrides(tmp_path: Path) -> None:
 def test_bundled_sample_is_clean_and_realistic() -> None:
     result = load_knowledge_base(default_kb_dir())
     assert result.problems == []
-    assert 30 <= len(result.kb) <= 50
+    assert 30 <= len(result.kb) <= 60
+    assert result.kb.languages == ["en", "de"]
     assert all(5 <= len(a.phrasings) <= 11 for a in result.kb.articles)
     assert (default_kb_dir() / "kb.yaml").is_file()

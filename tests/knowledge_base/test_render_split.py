@@ -152,3 +152,40 @@ def test_any_balanced_html_splits_into_valid_parts(html: str, limit: int) -> Non
 @given(st.text(max_size=500))
 def test_any_markdown_renders_to_allowed_balanced_html(markdown: str) -> None:
     check(render_telegram_html(markdown))
+
+
+def test_an_answer_shows_its_source_title_and_link() -> None:
+    from knowledge_base import Article, render_answer
+
+    article = Article(
+        id="returns",
+        title="Returns & refunds",
+        body="Send it back within **30 days**.",
+        url="https://northwind.example/returns?a=1&b=2",
+    )
+    html = render_answer(article)
+    assert html.startswith("<b>Returns &amp; refunds</b>\n\n")
+    assert "<b>30 days</b>" in html
+    assert html.endswith(
+        '<a href="https://northwind.example/returns?a=1&amp;b=2">Read the full article</a>'
+    )
+
+
+def test_an_answer_without_url_has_no_link_and_unsafe_urls_are_dropped() -> None:
+    from knowledge_base import Article, render_answer
+
+    assert "<a " not in render_answer(Article(id="a", title="T", body="Body"))
+    unsafe = Article(id="a", title="T", body="Body", url="javascript:alert(1)")
+    assert "<a " not in render_answer(unsafe)
+
+
+def test_article_url_must_be_a_web_address() -> None:
+    import pytest
+
+    from knowledge_base.loader import ArticleError, parse_article
+
+    article = parse_article("---\nid: a\ntitle: T\nurl: https://x.example/a\n---\n\nBody\n")
+    assert article.url == "https://x.example/a"
+    with pytest.raises(ArticleError) as caught:
+        parse_article("---\nid: a\ntitle: T\nurl: javascript:alert(1)\n---\n\nBody\n")
+    assert caught.value.line == 4 and "url" in caught.value.reason

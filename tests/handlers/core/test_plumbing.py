@@ -31,12 +31,12 @@ async def _interactions(harness: Harness, customer_tg_id: int) -> list[Interacti
 async def test_start_greets_by_first_name_escaping_a_hostile_name(harness: Harness) -> None:
     mallory = harness.customer("<b>&", language_code="de")
 
-    reply = await mallory.ask("/start", contains="Hello")
+    reply = await mallory.ask("/start", contains="Hallo")  # German templates exist now
 
-    assert "Hello, <b>&!" in reply.text  # shown literally, and the fake's HTML parser accepted it
+    assert "Hallo, <b>&!" in reply.text  # shown literally, and the fake's HTML parser accepted it
     assert "&lt;b&gt;&amp;" in (reply.html or "")
     buttons = reply.keyboard_buttons()
-    assert any("complaint" in b["text"].lower() for b in buttons)
+    assert any("beschwerde" in b["text"].lower() for b in buttons)  # the German menu
     assert any(b.get("request_contact") for b in buttons)
     # Inbound command and outbound greeting are both on the customer's timeline.
     rows = await _interactions(harness, mallory.id)
