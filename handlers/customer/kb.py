@@ -51,7 +51,8 @@ def search(context: DeskContext, question: str) -> SearchResult:
     question = question.strip()[:MAX_QUESTION_CHARS]
     if holder is None or not question:
         return SearchResult(question, Verdict.NONE, ())
-    return holder.kb.search(question)
+    # The customer's Telegram language decides only where the question itself does not tell.
+    return holder.kb.search(question, hint=context.lang)
 
 
 def article_details(article: Article, confidence: float | None) -> dict[str, Any]:
@@ -79,8 +80,10 @@ async def send_article(
     await reply(
         context,
         "kb_answer",
+        lang=article.language or context.lang,
         title=article.title,
         body=body,
+        url=article.url,
         reply_markup=feedback_keyboard(context, article),
         kind=InteractionKind.kb_answer,
         details={
@@ -93,6 +96,8 @@ async def send_article(
 
 async def answer_question(update: Update, context: DeskContext, question: str) -> None:
     result = search(context, question)
+    if result.language:  # the conversation goes on in the question's language
+        context.scope.lang = result.language
     if result.verdict is Verdict.ANSWER and result.best is not None:
         await send_article(context, result.best.article, result.best.confidence, via="search")
         return
