@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     )
     kb_semantic: bool | None = Field(
         default=None,
-        description="Blend in sentence embeddings (`embeddings` extra; overrides kb.yaml).",
+        description="Blend in the static sentence embeddings (on by default; overrides kb.yaml).",
     )
 
     # --- Behaviour --------------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.texts import TEMPLATES_DIR, Texts
+from handlers.core.texts import TEMPLATES_DIR, Texts
 from tests.fakes.bot_api import parse_telegram_html
-from tests.handlers.test_customer_units import CUSTOMER_TEMPLATES, HOSTILE
+from tests.handlers.customer.test_templates import CUSTOMER_TEMPLATES, HOSTILE
 
 CUSTOMER_SIDE = sorted(
     str(path.relative_to(TEMPLATES_DIR / "en").with_suffix(""))
