@@ -238,6 +238,10 @@ class Interaction(InteractionBase, table=True):
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_interaction_idempotency_key"),
         Index("ix_interaction_customer_time", "customer_id", "occurred_at"),
+        # Analytics: bot figures per period, and "the customer's next X after this" probes
+        # (first agent reply, verified resolution) as one index seek each.
+        Index("ix_interaction_kind_time", "kind", "occurred_at"),
+        Index("ix_interaction_customer_kind_time", "customer_id", "kind", "occurred_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -305,6 +309,11 @@ class Complaint(ComplaintBase, table=True):
     __table_args__ = (
         UniqueConstraint("reference", name="uq_complaint_reference"),
         Index("ix_complaint_status_created", "status", "created_at"),
+        # Analytics: period windows, the SLA watch list, "a complaint within 72 h" probes.
+        Index("ix_complaint_created_at", "created_at"),
+        Index("ix_complaint_resolved_at", "resolved_at"),
+        Index("ix_complaint_status_due", "status", "sla_due_at"),
+        Index("ix_complaint_customer_created", "customer_id", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -401,6 +410,10 @@ class Handoff(HandoffBase, table=True):
             postgresql_where=text("status != 'closed'"),
         ),
         Index("ix_handoff_status_due", "status", "next_reminder_at"),
+        # Analytics: period windows and "a handoff within 72 h of a bot answer" probes.
+        Index("ix_handoff_requested_at", "requested_at"),
+        Index("ix_handoff_claimed_at", "claimed_at"),
+        Index("ix_handoff_customer_requested", "customer_id", "requested_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
