@@ -21,7 +21,9 @@ def render_stats_chart(series: DailySeries, *, title: str = "") -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), dpi=_DPI, layout="constrained")
+    # Fixed margins: an automatic layout draws every label several times (3x slower).
+    figure = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), dpi=_DPI)
+    figure.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.08, hspace=0.3)
     FigureCanvasAgg(figure)
     complaints, resolution, rate = figure.subplots(3, 1, sharex=True)
     labels = [day.strftime("%m-%d") for day in series.days]

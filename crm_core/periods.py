@@ -154,9 +154,13 @@ def _date_range(first: str, last: str, zone: ZoneInfo, name: str) -> Period:
             f"{first}..{last} is not a valid date range. Use {ACCEPTED_FORMS}."
         ) from None
     if end_day < start_day:
-        raise InvalidPeriod(f"The range {first}..{last} ends before it starts.")
+        raise InvalidPeriod(
+            f"The range {first}..{last} ends before it starts. Use {ACCEPTED_FORMS}."
+        )
     if (end_day - start_day).days + 1 > MAX_DAYS:
-        raise InvalidPeriod(f"A date range may cover at most {MAX_DAYS} days.")
+        raise InvalidPeriod(
+            f"A date range may cover at most {MAX_DAYS} days. Use {ACCEPTED_FORMS}."
+        )
     start = local_midnight(start_day, zone)
     end = local_midnight(end_day + timedelta(days=1), zone)
     return Period(

@@ -51,15 +51,6 @@ def shifted(dialect: str, moment: Any, delta: timedelta) -> Any:
     return text.op("||")(literal("000"))
 
 
-def earliest(dialect: str, first: Any, second: Any) -> Any:
-    """The earlier of two nullable timestamps (NULL only when both are): PostgreSQL's LEAST
-    ignores NULLs, SQLite's scalar MIN returns NULL if any argument is, hence the COALESCEs."""
-    a, b = func.coalesce(first, second), func.coalesce(second, first)
-    if dialect == "postgresql":
-        return func.least(a, b)
-    return func.min(a, b)
-
-
 async def spreads(
     session: AsyncSession, values: Any, *, grouped: bool = False
 ) -> dict[Any, Spread]:

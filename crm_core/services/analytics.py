@@ -10,9 +10,10 @@ Definitions (a window is ``[start, end)``):
 - *resolved*: complaints whose (final) resolution falls in the window;
 - *open*: the backlog at the end of the window: filed before it and not resolved by then (a
   reopened complaint counts as unresolved since filing: its earlier resolution was cleared);
-- *first response*: for complaints filed in the window, from filing to the earliest of the
-  first status change by an agent (``first_response_at``) and the first agent reply in that
-  customer's chat after filing (an ``agent_reply`` interaction);
+- *first response*: for complaints filed in the window, from filing to the agent's first
+  response, whichever came first: a status change by an agent, a comment shown to the customer,
+  or a reply in the customer's chat (``col(Complaint.first_response_at)``, kept by the complaint and
+  handoff services when it happens, so that no timeline search is needed here);
 - *resolution*: filing to the final resolution, for complaints filed in the window;
 - *SLA breaches*: complaints filed in the window that are unresolved past due now, or were
   resolved after their due time;
@@ -32,6 +33,7 @@ Definitions (a window is ``[start, end)``):
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, literal, or_, select, union_all
@@ -54,7 +56,6 @@ from crm_core.periods import Period, Window, day_starts, desk_zone
 from crm_core.services._figures import (
     Spread,
     dialect_name,
-    earliest,
     seconds_between,
     shifted,
     spread,
@@ -105,17 +106,17 @@ class DeskFigures:
     by_category: dict[str, int] = field(default_factory=dict)
     by_status: dict[str, int] = field(default_factory=dict)
     by_severity: dict[str, int] = field(default_factory=dict)
-    first_response: Spread = Spread()
-    resolution: Spread = Spread()
+    first_response: Spread = field(default_factory=Spread)
+    resolution: Spread = field(default_factory=Spread)
     sla_breached: int = 0
     reopened: int = 0
     handoffs_requested: int = 0
     handoffs_claimed: int = 0
-    handoff_wait: Spread = Spread()
+    handoff_wait: Spread = field(default_factory=Spread)
     csat_count: int = 0
     csat_average: float | None = None
     csat_satisfied: int = 0
-    bot: BotFigures = BotFigures()
+    bot: BotFigures = field(default_factory=BotFigures)
 
     @property
     def csat_share_satisfied(self) -> float | None:
@@ -228,9 +229,11 @@ def _filed_in(w: Window) -> list[Any]:
 
 async def _complaint_groups(session: AsyncSession, w: Window) -> dict[str, Any]:
     stmt = (
-        select(Complaint.status, Complaint.category, Complaint.severity, func.count())
+        select(
+            col(Complaint.status), col(Complaint.category), col(Complaint.severity), func.count()
+        )
         .where(*_filed_in(w))
-        .group_by(Complaint.status, Complaint.category, Complaint.severity)
+        .group_by(col(Complaint.status), col(Complaint.category), col(Complaint.severity))
     )
     by_status = {s.value: 0 for s in S}
     by_category = {c.value: 0 for c in ComplaintCategory}
@@ -284,34 +287,16 @@ async def _complaint_counts(session: AsyncSession, w: Window, now: datetime) -> 
     }
 
 
-def first_reply_subquery(complaint: Any = Complaint) -> Any:
-    """The first agent reply in the complaint's customer's chat after filing (scalar)."""
-    reply = aliased(Interaction)
-    return (
-        select(func.min(reply.occurred_at))
-        .where(
-            reply.customer_id == complaint.customer_id,
-            reply.kind == K.agent_reply,
-            reply.occurred_at >= complaint.created_at,
-        )
-        .scalar_subquery()
-    )
-
-
-def first_response_at(dialect: str, complaint: Any = Complaint) -> Any:
-    """Earliest agent response to a complaint: a status change or a reply in the chat."""
-    return earliest(dialect, complaint.first_response_at, first_reply_subquery(complaint))
-
-
 def _first_response_values(dialect: str, w: Window, *, grouped: bool = False) -> Any:
-    value = seconds_between(dialect, Complaint.created_at, first_response_at(dialect)).label("v")
+    first = col(Complaint.first_response_at)
+    value = seconds_between(dialect, col(Complaint.created_at), first).label("v")
     columns = [value, col(Complaint.assignee_id).label("g")] if grouped else [value]
-    return select(*columns).where(*_filed_in(w))
+    return select(*columns).where(*_filed_in(w), first.is_not(None))
 
 
 def _resolution_values(dialect: str, w: Window) -> Any:
     resolved_at = col(Complaint.resolved_at)
-    value = seconds_between(dialect, Complaint.created_at, resolved_at).label("v")
+    value = seconds_between(dialect, col(Complaint.created_at), resolved_at).label("v")
     return select(value).where(*_filed_in(w), resolved_at.is_not(None))
 
 
@@ -322,7 +307,7 @@ def _requested_in(w: Window) -> list[Any]:
 
 def _wait_values(dialect: str, w: Window) -> Any:
     claimed = col(Handoff.claimed_at)
-    value = seconds_between(dialect, Handoff.requested_at, claimed).label("v")
+    value = seconds_between(dialect, col(Handoff.requested_at), claimed).label("v")
     return select(value).where(*_requested_in(w), claimed.is_not(None))
 
 
@@ -330,7 +315,7 @@ async def _handoff_figures(session: AsyncSession, w: Window) -> dict[str, Any]:
     score = col(Handoff.csat_score)
     stmt = select(
         func.count(),
-        func.count(Handoff.claimed_at),
+        func.count(col(Handoff.claimed_at)),
         func.count(score),
         func.avg(score),
         func.coalesce(func.sum(case((score >= SATISFIED_MIN, 1), else_=0)), 0),
@@ -356,32 +341,30 @@ def helpful_flag() -> Any:
 
 
 def _settled(dialect: str, answer: Any) -> Any:
-    """No handoff, complaint, new question or unhelpful vote within FOLLOW_UP of ``answer``."""
-    at, horizon = answer.occurred_at, shifted(dialect, answer.occurred_at, FOLLOW_UP)
-    later, vote = aliased(Interaction), aliased(Interaction)
+    """No new question, unhelpful vote, handoff or complaint within FOLLOW_UP of ``answer``
+    (the most frequent reason first: SQLite stops at the first probe that finds something)."""
+    at, horizon = col(answer.occurred_at), shifted(dialect, col(answer.occurred_at), FOLLOW_UP)
+    later = aliased(Interaction)
     return and_(
         ~exists().where(
-            Handoff.customer_id == answer.customer_id,
-            Handoff.requested_at > at,
-            Handoff.requested_at <= horizon,
+            col(later.customer_id) == col(answer.customer_id),
+            col(later.occurred_at) > at,
+            col(later.occurred_at) <= horizon,
+            col(later.kind).in_([*BOT_QUESTION_KINDS, K.kb_feedback]),
+            or_(
+                col(later.kind) != K.kb_feedback,
+                col(later.details)["helpful"].as_boolean().is_(False),
+            ),
         ),
         ~exists().where(
-            Complaint.customer_id == answer.customer_id,
-            Complaint.created_at > at,
-            Complaint.created_at <= horizon,
+            col(Handoff.customer_id) == col(answer.customer_id),
+            col(Handoff.requested_at) > at,
+            col(Handoff.requested_at) <= horizon,
         ),
         ~exists().where(
-            later.customer_id == answer.customer_id,
-            later.kind.in_(BOT_QUESTION_KINDS),  # type: ignore[attr-defined]
-            later.occurred_at > at,
-            later.occurred_at <= horizon,
-        ),
-        ~exists().where(
-            vote.customer_id == answer.customer_id,
-            vote.kind == K.kb_feedback,
-            vote.occurred_at > at,
-            vote.occurred_at <= horizon,
-            vote.details["helpful"].as_boolean().is_(False),
+            col(Complaint.customer_id) == col(answer.customer_id),
+            col(Complaint.created_at) > at,
+            col(Complaint.created_at) <= horizon,
         ),
     )
 
@@ -389,25 +372,31 @@ def _settled(dialect: str, answer: Any) -> Any:
 async def _bot_figures(session: AsyncSession, w: Window, now: datetime) -> BotFigures:
     dialect = dialect_name(session)
     kind = col(Interaction.kind)
+    # Counts per kind read the (kind, occurred_at) index alone; only the votes need their row.
+    per_kind = (
+        select(kind, func.count())
+        .where(*_in_window(w), kind.in_(BOT_QUESTION_KINDS))
+        .group_by(kind)
+    )
+    counts = {str(k): int(n) for k, n in (await session.exec(per_kind)).all()}  # type: ignore[call-overload]
     vote = helpful_flag()
-    counts = select(
-        func.count(case((kind == K.kb_answer, 1))),
-        func.count(case((kind == K.kb_suggest, 1))),
-        func.count(case((kind == K.kb_none, 1))),
-        func.count(case((and_(kind == K.kb_feedback, vote.is_(True)), 1))),
-        func.count(case((and_(kind == K.kb_feedback, vote.is_(False)), 1))),
-    ).where(*_in_window(w), kind.in_([*BOT_QUESTION_KINDS, K.kb_feedback]))
-    answered, suggested, unanswered, helpful, unhelpful = (await session.exec(counts)).one()  # type: ignore[call-overload]
+    votes = select(
+        func.count(case((vote.is_(True), 1))), func.count(case((vote.is_(False), 1)))
+    ).where(*_in_window(w), kind == K.kb_feedback)
+    helpful, unhelpful = (await session.exec(votes)).one()  # type: ignore[call-overload]
+    answered = counts.get(K.kb_answer.value, 0)
+    suggested = counts.get(K.kb_suggest.value, 0)
+    unanswered = counts.get(K.kb_none.value, 0)
     after = select(func.count()).where(
         *_requested_in(w),
         _later_answer_exists(dialect),
     )
     answer = aliased(Interaction)
     mature = [
-        answer.kind == K.kb_answer,
-        answer.occurred_at >= w.start,
-        answer.occurred_at < min(w.end, now - FOLLOW_UP),
-        answer.customer_id.is_not(None),  # type: ignore[union-attr]
+        col(answer.kind) == K.kb_answer,
+        col(answer.occurred_at) >= w.start,
+        col(answer.occurred_at) < min(w.end, now - FOLLOW_UP),
+        col(answer.customer_id).is_not(None),
     ]
     matured_stmt = select(func.count(), func.count(case((_settled(dialect, answer), 1)))).where(
         *mature
@@ -430,10 +419,10 @@ def _later_answer_exists(dialect: str) -> Any:
     """The handoff was requested within FOLLOW_UP after a bot answer to the same customer."""
     answer = aliased(Interaction)
     return exists().where(
-        answer.customer_id == Handoff.customer_id,
-        answer.kind == K.kb_answer,
-        answer.occurred_at <= Handoff.requested_at,
-        answer.occurred_at >= shifted(dialect, Handoff.requested_at, -FOLLOW_UP),
+        col(answer.customer_id) == col(Handoff.customer_id),
+        col(answer.kind) == K.kb_answer,
+        col(answer.occurred_at) <= col(Handoff.requested_at),
+        col(answer.occurred_at) >= shifted(dialect, col(Handoff.requested_at), -FOLLOW_UP),
     )
 
 
@@ -469,7 +458,7 @@ def _days_cte(edges: list[datetime]) -> Any:
             literal(start, UTCDateTime).label("s"),
             literal(end, UTCDateTime).label("e"),
         )
-        for i, (start, end) in enumerate(zip(edges, edges[1:], strict=False))
+        for i, (start, end) in enumerate(pairwise(edges))
     ]
     return union_all(*rows).cte("days") if len(rows) > 1 else rows[0].cte("days")
 
@@ -492,14 +481,14 @@ async def daily_series(
         d = _days_cte(edges)
         created = col(Complaint.created_at)
         filed = (
-            select(d.c.d, Complaint.category, func.count())
+            select(d.c.d, col(Complaint.category), func.count())
             .join_from(d, Complaint, and_(created >= d.c.s, created < d.c.e))
-            .group_by(d.c.d, Complaint.category)
+            .group_by(d.c.d, col(Complaint.category))
         )
         for day, category, count in (await session.exec(filed)).all():  # type: ignore[call-overload]
             by_category[str(category)][day] = count
         resolved_at = col(Complaint.resolved_at)
-        hours = seconds_between(dialect, Complaint.created_at, resolved_at) / 3600.0
+        hours = seconds_between(dialect, col(Complaint.created_at), resolved_at) / 3600.0
         resolved = (
             select(d.c.d, func.avg(hours))
             .join_from(d, Complaint, and_(resolved_at >= d.c.s, resolved_at < d.c.e))
@@ -511,7 +500,7 @@ async def daily_series(
         bot = (
             select(d.c.d, func.count())
             .join_from(
-                d, Interaction, and_(Interaction.kind == K.kb_answer, at >= d.c.s, at < d.c.e)
+                d, Interaction, and_(col(Interaction.kind) == K.kb_answer, at >= d.c.s, at < d.c.e)
             )
             .group_by(d.c.d)
         )
@@ -577,18 +566,18 @@ async def sla_watchlist(
     horizon = now + within
     stmt = (
         select(
-            Complaint.id,
-            Complaint.reference,
-            Complaint.category,
-            Complaint.severity,
-            Complaint.status,
-            Complaint.customer_id,
-            Complaint.assignee_id,
-            Agent.display_name,
-            Complaint.created_at,
+            col(Complaint.id),
+            col(Complaint.reference),
+            col(Complaint.category),
+            col(Complaint.severity),
+            col(Complaint.status),
+            col(Complaint.customer_id),
+            col(Complaint.assignee_id),
+            col(Agent.display_name),
+            col(Complaint.created_at),
             due,
         )
-        .outerjoin(Agent, col(Agent.id) == Complaint.assignee_id)
+        .outerjoin(Agent, col(Agent.id) == col(Complaint.assignee_id))
         .where(unresolved, due.is_not(None), due < horizon)
         .order_by(due, col(Complaint.id))
         .limit(limit)
@@ -632,7 +621,9 @@ class AgentFigures:
     active: bool
     handoffs_claimed: int = 0
     complaints_resolved: int = 0
-    first_response: Spread = Spread()  # of the window's complaints assigned to the agent
+    first_response: Spread = field(
+        default_factory=Spread
+    )  # of the window's complaints assigned to the agent
     rating_average: float | None = None
     rating_count: int = 0
 
@@ -644,23 +635,24 @@ async def agent_figures(*, session: AsyncSession, window: Window) -> list[AgentF
     resolved_at = col(Complaint.resolved_at)
     score = col(Handoff.csat_score)
     async with unit_of_work(session):
-        agents = (await session.exec(select(Agent.id, Agent.display_name, Agent.active))).all()  # type: ignore[call-overload]
+        roster: Any = select(col(Agent.id), col(Agent.display_name), col(Agent.active))
+        agents = (await session.exec(roster)).all()
         claims = await _by_agent(
             session,
-            select(Handoff.agent_id, func.count())
+            select(col(Handoff.agent_id), func.count())
             .where(claimed_at >= w.start, claimed_at < w.end, col(Handoff.agent_id).is_not(None))
-            .group_by(Handoff.agent_id),
+            .group_by(col(Handoff.agent_id)),
         )
         resolved = await _by_agent(
             session,
-            select(Complaint.assignee_id, func.count())
+            select(col(Complaint.assignee_id), func.count())
             .where(resolved_at >= w.start, resolved_at < w.end)
-            .group_by(Complaint.assignee_id),
+            .group_by(col(Complaint.assignee_id)),
         )
         ratings_stmt = (
-            select(Handoff.agent_id, func.avg(score), func.count(score))
+            select(col(Handoff.agent_id), func.avg(score), func.count(score))
             .where(*_requested_in(w), score.is_not(None))
-            .group_by(Handoff.agent_id)
+            .group_by(col(Handoff.agent_id))
         )
         ratings = {
             agent: (float(avg), int(n))

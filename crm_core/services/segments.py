@@ -10,7 +10,7 @@ minor units. Everything is grouped by the database; at most 125 (R, F, M) cells 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Integer, case, cast, func, select
+from sqlalchemy import case, func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -133,7 +133,7 @@ async def _top_share(
         func.row_number().over(order_by=(agg.c.monetary.desc(), agg.c.customer_id)).label("rn"),
         func.count().over().label("n"),
     ).subquery("ranked")
-    top = cast((ranked.c.n + 4) / 5, Integer)
+    top = (ranked.c.n + 4) // 5
     stmt = select(
         func.max(top),
         func.coalesce(func.sum(case((ranked.c.rn <= top, ranked.c.monetary), else_=0)), 0),
@@ -176,7 +176,7 @@ async def most_valuable_customers(
     now = as_utc(now or utcnow())
     scored = _scored_query(now, window_days).subquery("scored")
     stmt = (
-        select(scored, Customer.name)
+        select(scored, col(Customer.name))
         .join(Customer, col(Customer.id) == scored.c.customer_id)
         .order_by(scored.c.monetary.desc(), scored.c.customer_id)
         .limit(limit)
@@ -209,7 +209,7 @@ async def _open_complaints(session: AsyncSession, ids: list[int]) -> dict[int, l
     if not ids:
         return {}
     stmt = (
-        select(Complaint.customer_id, Complaint.reference)
+        select(col(Complaint.customer_id), col(Complaint.reference))
         .where(
             col(Complaint.customer_id).in_(ids),
             col(Complaint.status).in_((ComplaintStatus.open, ComplaintStatus.in_progress)),
@@ -225,7 +225,7 @@ async def _open_complaints(session: AsyncSession, ids: list[int]) -> dict[int, l
 async def _open_handoffs(session: AsyncSession, ids: list[int]) -> dict[int, str]:
     if not ids:
         return {}
-    stmt = select(Handoff.customer_id, Handoff.status).where(
+    stmt = select(col(Handoff.customer_id), col(Handoff.status)).where(
         col(Handoff.customer_id).in_(ids), col(Handoff.status) != HandoffStatus.closed
     )
     return {cid: str(status) for cid, status in (await session.exec(stmt)).all()}  # type: ignore[call-overload]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-12-03 08:52:03.353809
+Create Date: 2026-12-03 09:06:34.347489
 """
 
 from collections.abc import Sequence
@@ -114,7 +114,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('complaint', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_complaint_assignee_id'), ['assignee_id'], unique=False)
-        batch_op.create_index('ix_complaint_created_at', ['created_at'], unique=False)
+        batch_op.create_index('ix_complaint_created_figures', ['created_at', 'status', 'category', 'severity', 'first_response_at', 'resolved_at', 'sla_due_at', 'reopen_count', 'assignee_id', 'customer_id'], unique=False)
         batch_op.create_index('ix_complaint_customer_created', ['customer_id', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_complaint_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index('ix_complaint_resolved_at', ['resolved_at'], unique=False)
@@ -245,8 +245,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('interaction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_interaction_complaint_id'), ['complaint_id'], unique=False)
-        batch_op.create_index('ix_interaction_customer_kind_time', ['customer_id', 'kind', 'occurred_at'], unique=False)
         batch_op.create_index('ix_interaction_customer_time', ['customer_id', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_interaction_customer_time_kind', ['customer_id', 'occurred_at', 'kind'], unique=False)
         batch_op.create_index(batch_op.f('ix_interaction_handoff_id'), ['handoff_id'], unique=False)
         batch_op.create_index('ix_interaction_kind_time', ['kind', 'occurred_at'], unique=False)
 
@@ -258,8 +258,8 @@ def downgrade() -> None:
     with op.batch_alter_table('interaction', schema=None) as batch_op:
         batch_op.drop_index('ix_interaction_kind_time')
         batch_op.drop_index(batch_op.f('ix_interaction_handoff_id'))
+        batch_op.drop_index('ix_interaction_customer_time_kind')
         batch_op.drop_index('ix_interaction_customer_time')
-        batch_op.drop_index('ix_interaction_customer_kind_time')
         batch_op.drop_index(batch_op.f('ix_interaction_complaint_id'))
 
     op.drop_table('interaction')
@@ -295,7 +295,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_complaint_resolved_at')
         batch_op.drop_index(batch_op.f('ix_complaint_customer_id'))
         batch_op.drop_index('ix_complaint_customer_created')
-        batch_op.drop_index('ix_complaint_created_at')
+        batch_op.drop_index('ix_complaint_created_figures')
         batch_op.drop_index(batch_op.f('ix_complaint_assignee_id'))
 
     op.drop_table('complaint')
