@@ -12,9 +12,10 @@ service call is timed.
     python bench/bench_analytics.py --scale 0.1 --no-postgres
     python bench/bench_analytics.py --json             # machine-readable results
 
-The SQLite file lives in a temporary directory that is removed at the end (``--keep`` keeps
-it and prints its path); the PostgreSQL database ``deskbot_bench_analytics`` is dropped at the
-end unless ``--keep``.
+The SQLite file lives in a temporary directory that is removed at the end; the PostgreSQL
+database ``deskbot_bench_analytics`` is dropped at the end. ``--keep`` keeps both (SQLite in
+``$TMPDIR/deskbot-bench-analytics``) and ``--reuse`` times them again without rebuilding;
+delete that directory (and drop the database) when done.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SPAN_DAYS = 730
 CHUNK = 100_000
 BENCH_PG_DATABASE = "deskbot_bench_analytics"
+KEPT_DIR = Path(tempfile.gettempdir()) / "deskbot-bench-analytics"
 AGENTS = 50
 CATEGORIES = ["price", "product", "service", "delivery", "billing", "technical", "other"]
 SEVERITIES = ["low", "medium", "high", "critical"]
@@ -649,12 +651,16 @@ async def time_commands(url: str, repeat: int) -> dict[str, dict[str, float]]:
     return results
 
 
-async def _pg_database(admin_url: str, *, drop: bool = False) -> str:
+async def _pg_database(admin_url: str, *, create: bool = True, drop: bool = False) -> str:
+    """The bench's own database on the server: (re)created, dropped, or left as it is."""
     admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_PG_DATABASE}" WITH (FORCE)'))
-            if not drop:
+            if create or drop:
+                await conn.execute(
+                    text(f'DROP DATABASE IF EXISTS "{BENCH_PG_DATABASE}" WITH (FORCE)')
+                )
+            if create and not drop:
                 await conn.execute(text(f'CREATE DATABASE "{BENCH_PG_DATABASE}"'))
     finally:
         await admin.dispose()
@@ -673,21 +679,37 @@ async def main() -> None:
     )
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
-    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help=f"keep the databases (SQLite in {KEPT_DIR}) for --reuse",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="time the databases kept by --keep (same --scale)"
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args()
     sizes = Sizes.at(args.scale)
-    workdir = Path(tempfile.mkdtemp(prefix="deskbot-bench-analytics-"))
+    keep = args.keep or args.reuse
+    if keep:
+        KEPT_DIR.mkdir(exist_ok=True)
+    workdir = KEPT_DIR if keep else Path(tempfile.mkdtemp(prefix="deskbot-bench-analytics-"))
     sqlite_path = None if args.no_sqlite else workdir / "bench.db"
+    marker = workdir / "population.json"
+    population = json.dumps({"sizes": sizes.__dict__, "seed": args.seed})
+    reuse = args.reuse and marker.exists() and marker.read_text() == population
     pg_url = None
     if not args.no_postgres:
         try:
-            pg_url = await _pg_database(args.postgres)
+            pg_url = await _pg_database(args.postgres, create=not reuse)
         except Exception as exc:  # no server: SQLite only
             print(f"PostgreSQL unavailable ({exc}); SQLite only", file=sys.stderr)
     try:
-        print(f"building {sizes}", file=sys.stderr, flush=True)
-        build_times = await build(sizes, args.seed, sqlite_path, pg_url)
+        build_times: dict[str, float] = {}
+        if not reuse:
+            print(f"building {sizes}", file=sys.stderr, flush=True)
+            build_times = await build(sizes, args.seed, sqlite_path, pg_url)
+            marker.write_text(population)
         results: dict[str, dict[str, dict[str, float]]] = {}
         if sqlite_path is not None:
             results["sqlite"] = await time_commands(
@@ -696,7 +718,7 @@ async def main() -> None:
         if pg_url is not None:
             results["postgresql"] = await time_commands(pg_url, args.repeat)
     finally:
-        if args.keep:
+        if keep:
             print(f"kept: {sqlite_path} {pg_url}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -724,7 +746,8 @@ def report(
         f"{sizes.interactions:,} interactions, {sizes.purchases:,} purchases, "
         f"{sizes.handoffs:,} handoffs"
     )
-    print("build: " + ", ".join(f"{k} {v:.0f} s" for k, v in build_times.items()))
+    if build_times:
+        print("build: " + ", ".join(f"{k} {v:.0f} s" for k, v in build_times.items()))
     backends = list(results)
     header = f"| {'command':<26} |" + "".join(f" {b} first | {b} median |" for b in backends)
     print(header)
