@@ -50,7 +50,8 @@ from crm_core import models  # noqa: F401  (registers the tables)
 from crm_core.charts import render_stats_chart
 from crm_core.db import create_engine, create_session_factory
 from crm_core.periods import Window, parse_period
-from crm_core.services import analytics, churn, export, segments
+from crm_core.services import analytics, churn, drilldown, export, segments
+from crm_core.services.gaps import knowledge_gaps
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SPAN_DAYS = 730
@@ -598,22 +599,38 @@ def _commands(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
             )
             return n + m
 
-    async def segment_report() -> Any:
+    # Live: ranked on the spot (an explicit time); snapshot: what the commands read once the
+    # periodic refresh_rfm_snapshot job has run (taken at the real "now": the bench's data
+    # then looks half a year old, which changes the scores, not the work).
+    async def segment_report(live: bool) -> Any:
         async with factory() as s:
-            return await segments.rfm_segments(session=s, now=NOW)
+            return await segments.rfm_segments(session=s, now=NOW if live else None)
 
-    async def mvc() -> Any:
+    async def mvc(live: bool) -> Any:
         async with factory() as s:
-            return await segments.most_valuable_customers(session=s, now=NOW)
+            return await segments.most_valuable_customers(session=s, now=NOW if live else None)
 
-    async def churn_list() -> Any:
+    async def churn_list(live: bool) -> Any:
         async with factory() as s:
-            return await churn.churn_risks(session=s, now=NOW)
+            return await churn.churn_risks(session=s, now=NOW if live else None)
+
+    async def refresh() -> Any:
+        async with factory() as s:
+            return await segments.refresh_rfm_snapshot(session=s)
 
     async def recovery() -> Any:
         window = Window(NOW - timedelta(days=120), NOW - timedelta(days=30))
         async with factory() as s:
             return await churn.service_recovery(session=s, window=window, now=NOW)
+
+    async def behind(figure: str) -> Any:
+        async with factory() as s:
+            window = period("30d").current
+            return await drilldown.behind_figure(session=s, figure=figure, window=window, now=NOW)
+
+    async def gaps() -> Any:
+        async with factory() as s:
+            return await knowledge_gaps(session=s, window=period("30d").current)
 
     return {
         "/stats (7d)": lambda: stats("7d"),
@@ -621,18 +638,27 @@ def _commands(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
         "/stats month": lambda: stats("month"),
         "/stats chart 30d (query)": chart_query,
         "/stats chart 30d (+PNG)": chart,
+        "button: breached 30d": lambda: behind("sla_breached"),
+        "button: unhelpful 30d": lambda: behind("bot_unhelpful"),
         "/sla": sla,
         "/agents 30d": agents,
         "/export 7d (CSV)": export_7d,
-        "/segments": segment_report,
-        "/mvc": mvc,
-        "/churn (risks)": churn_list,
-        "/churn (recovery, 90d)": recovery,
+        "/segments (live)": lambda: segment_report(True),
+        "/mvc (live)": lambda: mvc(True),
+        "/churn risks (live)": lambda: churn_list(True),
+        "refresh_rfm_snapshot (job)": refresh,
+        "/segments": lambda: segment_report(False),
+        "/mvc": lambda: mvc(False),
+        "/churn risks": lambda: churn_list(False),
+        "/churn recovery (90d)": recovery,
+        "/gaps 30d": gaps,
     }
 
 
 async def time_commands(url: str, repeat: int) -> dict[str, dict[str, float]]:
     engine = create_engine(url)
+    async with engine.begin() as conn:  # tables added since the databases were kept
+        await conn.run_sync(SQLModel.metadata.create_all)
     factory = create_session_factory(engine)
     results: dict[str, dict[str, float]] = {}
     try:

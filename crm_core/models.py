@@ -560,3 +560,29 @@ class AppState(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=100)
     value: dict[str, Any] = _json(dict)
     updated_at: datetime = _updated()
+
+
+# --------------------------------------------------------------------------------------------
+# Analytics snapshots
+# --------------------------------------------------------------------------------------------
+
+
+class RfmSnapshot(SQLModel, table=True):
+    """Every purchasing customer's RFM values and scores as of the last refresh (a periodic job,
+    ``crm_core.services.segments.refresh_rfm_snapshot``): /segments, /mvc and /churn read this
+    instead of ranking the whole base on each command. Rebuilt wholesale, so no foreign keys;
+    when it was taken is kept in AppState (``rfm_snapshot``). Column names are those of the RFM
+    query (``crm_core.services.rfm``) so that either can feed the same reports."""
+
+    __tablename__ = "rfm_snapshot"
+    __table_args__ = (Index("ix_rfm_snapshot_monetary", "monetary", "customer_id"),)
+
+    customer_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_at: datetime = Field(sa_type=UTCDateTime)
+    frequency: int
+    monetary: int = Field(sa_type=BigInteger)
+    cur_min: str = Field(max_length=3)
+    cur_max: str = Field(max_length=3)
+    r: int
+    f: int
+    m: int

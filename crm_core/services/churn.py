@@ -40,7 +40,8 @@ from crm_core.models import (
 from crm_core.periods import Window
 from crm_core.services._figures import dialect_name, shifted
 from crm_core.services._sql import unit_of_work
-from crm_core.services.rfm import DEFAULT_WINDOW_DAYS, _scored_query
+from crm_core.services.rfm import DEFAULT_WINDOW_DAYS
+from crm_core.services.segments import score_source
 from crm_core.types import UTCDateTime
 
 LOOK_BACK = 90
@@ -75,9 +76,18 @@ async def churn_risks(
     limit: int = 20,
     window_days: int = DEFAULT_WINDOW_DAYS,
 ) -> ChurnReport:
-    now = as_utc(now or utcnow())
+    async with unit_of_work(session):
+        source = await score_source(session, now, window_days)
+        stmt, total = _churn_statements(source.query, as_utc(now or utcnow()), limit)
+        rows = (await session.exec(stmt)).all()
+        at_risk = (await session.exec(total)).scalar_one()
+    at = as_utc(now or utcnow())
+    return ChurnReport(now=at, at_risk=int(at_risk), customers=[_risk(row, at) for row in rows])
+
+
+def _churn_statements(scores: Any, now: datetime, limit: int) -> tuple[Any, Any]:
     since = now - timedelta(days=LOOK_BACK)
-    scored = _scored_query(now, window_days).cte("scored")
+    scored = scores.cte("scored")
     due = col(Complaint.sla_due_at)
     overdue = and_(col(Complaint.status).in_(UNRESOLVED), due.is_not(None), due < now)
     # Two index range scans (recent filings; unresolved past due) instead of one OR that
@@ -150,10 +160,7 @@ async def churn_risks(
         .limit(limit)
     )
     total = select(func.count()).select_from(candidates)
-    async with unit_of_work(session):
-        rows = (await session.exec(stmt)).all()  # type: ignore[call-overload]
-        at_risk = (await session.exec(total)).scalar_one()  # type: ignore[call-overload]
-    return ChurnReport(now=now, at_risk=int(at_risk), customers=[_risk(row, now) for row in rows])
+    return stmt, total
 
 
 def _risk(row: tuple, now: datetime) -> ChurnRisk:

@@ -5,18 +5,32 @@ open for them.
 
 Revenue is RFM's monetary value: net purchases in the look-back window (default 365 days), in
 minor units. Everything is grouped by the database; at most 125 (R, F, M) cells come back.
+
+Ranking the whole base takes seconds at 100k customers / 1M purchases, so a periodic job
+(:func:`refresh_rfm_snapshot`, e.g. every 15 minutes) stores the scores in ``rfm_snapshot``;
+reports asked without an explicit ``now`` read that snapshot while it is younger than
+:data:`SNAPSHOT_MAX_AGE` (their ``as_of`` says when it was taken), and rank live otherwise.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, delete, func, insert, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.clock import as_utc, utcnow
-from crm_core.models import Complaint, ComplaintStatus, Customer, Handoff, HandoffStatus
-from crm_core.services._sql import unit_of_work
+from crm_core.models import (
+    AppState,
+    Complaint,
+    ComplaintStatus,
+    Customer,
+    Handoff,
+    HandoffStatus,
+    RfmSnapshot,
+)
+from crm_core.services._sql import dialect_insert, unit_of_work
 from crm_core.services.rfm import (
     ABOUT_TO_SLEEP,
     AT_RISK,
@@ -31,10 +45,68 @@ from crm_core.services.rfm import (
     NEW,
     POTENTIAL_LOYALIST,
     PROMISING,
-    _aggregate_query,
     _scored_query,
     segment_for,
 )
+
+SNAPSHOT_KEY = "rfm_snapshot"
+SNAPSHOT_MAX_AGE = timedelta(hours=24)
+SNAPSHOT_COLUMNS = (
+    *("customer_id", "last_at", "frequency", "monetary", "cur_min", "cur_max"),
+    *("r", "f", "m"),
+)
+
+
+@dataclass(frozen=True)
+class ScoreSource:
+    """Where a report reads RFM scores from: a SELECT with the RFM query's columns."""
+
+    query: Any
+    as_of: datetime
+    from_snapshot: bool
+
+
+async def refresh_rfm_snapshot(
+    *, session: AsyncSession, now: datetime | None = None, window_days: int = DEFAULT_WINDOW_DAYS
+) -> int:
+    """Recompute every customer's RFM scores into ``rfm_snapshot`` (one INSERT ... SELECT, in
+    one transaction: readers see the old snapshot or the new one); returns how many."""
+    now = as_utc(now or utcnow())
+    async with unit_of_work(session):
+        await session.exec(delete(RfmSnapshot))
+        await session.exec(
+            insert(RfmSnapshot).from_select(SNAPSHOT_COLUMNS, _scored_query(now, window_days))
+        )
+        count: Any = select(func.count()).select_from(RfmSnapshot)
+        customers = int((await session.exec(count)).scalar_one())
+        state = {"as_of": now.isoformat(), "window_days": window_days, "customers": customers}
+        upsert = dialect_insert(session, AppState).values(
+            key=SNAPSHOT_KEY, value=state, updated_at=utcnow()
+        )
+        await session.exec(
+            upsert.on_conflict_do_update(
+                index_elements=["key"], set_={"value": upsert.excluded.value}
+            )
+        )
+    return customers
+
+
+async def score_source(
+    session: AsyncSession, now: datetime | None, window_days: int
+) -> ScoreSource:
+    """The fresh snapshot for "now" reports of its window, else the live RFM query (no commit)."""
+    if now is None:
+        state = await session.get(AppState, SNAPSHOT_KEY, populate_existing=True)
+        value = state.value if state is not None else {}
+        if value.get("window_days") == window_days and "as_of" in value:
+            as_of = as_utc(datetime.fromisoformat(value["as_of"]))
+            if utcnow() - as_of <= SNAPSHOT_MAX_AGE:
+                table = RfmSnapshot.__table__.c  # type: ignore[attr-defined]
+                query = select(*(table[name] for name in SNAPSHOT_COLUMNS))
+                return ScoreSource(query, as_of, True)
+    at = as_utc(now or utcnow())
+    return ScoreSource(_scored_query(at, window_days), at, False)
+
 
 SEGMENT_ORDER = (
     CHAMPIONS,
@@ -73,19 +145,20 @@ class SegmentReport:
     m_scores: dict[int, int] = field(default_factory=dict)
     top_customers: int = 0  # how many make the top 20%
     top_revenue_share: float | None = None  # the 80/20 line
+    from_snapshot: bool = False  # ``now`` is then when the snapshot was taken
 
 
 async def rfm_segments(
     *, session: AsyncSession, now: datetime | None = None, window_days: int = DEFAULT_WINDOW_DAYS
 ) -> SegmentReport:
-    now = as_utc(now or utcnow())
-    scored = _scored_query(now, window_days).subquery("scored")
-    cells = select(
-        scored.c.r, scored.c.f, scored.c.m, func.count(), func.sum(scored.c.monetary)
-    ).group_by(scored.c.r, scored.c.f, scored.c.m)
     async with unit_of_work(session):
-        rows = (await session.exec(cells)).all()  # type: ignore[call-overload]
-        top_customers, top_revenue, total_revenue = await _top_share(session, now, window_days)
+        source = await score_source(session, now, window_days)
+        scored = source.query.subquery("scored")
+        cells: Any = select(
+            scored.c.r, scored.c.f, scored.c.m, func.count(), func.sum(scored.c.monetary)
+        ).group_by(scored.c.r, scored.c.f, scored.c.m)
+        rows = (await session.exec(cells)).all()
+        top_customers, top_revenue, total_revenue = await _top_share(session, source.query)
     counts = {name: 0 for name in SEGMENT_ORDER}
     revenue = {name: 0 for name in SEGMENT_ORDER}
     r_scores = {s: 0 for s in range(1, 6)}
@@ -109,7 +182,8 @@ async def rfm_segments(
         for name in SEGMENT_ORDER
     ]
     return SegmentReport(
-        now=now,
+        now=source.as_of,
+        from_snapshot=source.from_snapshot,
         window_days=window_days,
         customers=customers,
         revenue_minor=total_revenue,
@@ -122,24 +196,22 @@ async def rfm_segments(
     )
 
 
-async def _top_share(
-    session: AsyncSession, now: datetime, window_days: int
-) -> tuple[int, int, int]:
+async def _top_share(session: AsyncSession, scores: Any) -> tuple[int, int, int]:
     """(size of the top 20%, their revenue, everyone's revenue): customers ranked by revenue,
     the top ``ceil(n / 5)`` of them (at least one)."""
-    agg = _aggregate_query(now, window_days).subquery("agg")
+    agg = scores.subquery("agg")
     ranked = select(
         agg.c.monetary,
         func.row_number().over(order_by=(agg.c.monetary.desc(), agg.c.customer_id)).label("rn"),
         func.count().over().label("n"),
     ).subquery("ranked")
     top = (ranked.c.n + 4) // 5
-    stmt = select(
+    stmt: Any = select(
         func.max(top),
         func.coalesce(func.sum(case((ranked.c.rn <= top, ranked.c.monetary), else_=0)), 0),
         func.coalesce(func.sum(ranked.c.monetary), 0),
     )
-    size, top_revenue, total = (await session.exec(stmt)).one()  # type: ignore[call-overload]
+    size, top_revenue, total = (await session.exec(stmt)).one()
     return int(size or 0), int(top_revenue), int(total)
 
 
@@ -173,16 +245,15 @@ async def most_valuable_customers(
 ) -> list[ValuableCustomer]:
     """The customers with the highest revenue in the window, with their open complaints and
     any open request for a person."""
-    now = as_utc(now or utcnow())
-    scored = _scored_query(now, window_days).subquery("scored")
-    stmt = (
-        select(scored, col(Customer.name))
-        .join(Customer, col(Customer.id) == scored.c.customer_id)
-        .order_by(scored.c.monetary.desc(), scored.c.customer_id)
-        .limit(limit)
-    )
     async with unit_of_work(session):
-        rows = (await session.exec(stmt)).all()  # type: ignore[call-overload]
+        scored = (await score_source(session, now, window_days)).query.subquery("scored")
+        stmt: Any = (
+            select(scored, col(Customer.name))
+            .join(Customer, col(Customer.id) == scored.c.customer_id)
+            .order_by(scored.c.monetary.desc(), scored.c.customer_id)
+            .limit(limit)
+        )
+        rows = (await session.exec(stmt)).all()
         ids = [int(row.customer_id) for row in rows]
         complaints = await _open_complaints(session, ids)
         handoffs = await _open_handoffs(session, ids)
@@ -208,7 +279,7 @@ async def most_valuable_customers(
 async def _open_complaints(session: AsyncSession, ids: list[int]) -> dict[int, list[str]]:
     if not ids:
         return {}
-    stmt = (
+    stmt: Any = (
         select(col(Complaint.customer_id), col(Complaint.reference))
         .where(
             col(Complaint.customer_id).in_(ids),
@@ -217,7 +288,7 @@ async def _open_complaints(session: AsyncSession, ids: list[int]) -> dict[int, l
         .order_by(col(Complaint.created_at))
     )
     found: dict[int, list[str]] = {}
-    for customer_id, reference in (await session.exec(stmt)).all():  # type: ignore[call-overload]
+    for customer_id, reference in (await session.exec(stmt)).all():
         found.setdefault(customer_id, []).append(reference)
     return found
 
@@ -225,7 +296,7 @@ async def _open_complaints(session: AsyncSession, ids: list[int]) -> dict[int, l
 async def _open_handoffs(session: AsyncSession, ids: list[int]) -> dict[int, str]:
     if not ids:
         return {}
-    stmt = select(col(Handoff.customer_id), col(Handoff.status)).where(
+    stmt: Any = select(col(Handoff.customer_id), col(Handoff.status)).where(
         col(Handoff.customer_id).in_(ids), col(Handoff.status) != HandoffStatus.closed
     )
-    return {cid: str(status) for cid, status in (await session.exec(stmt)).all()}  # type: ignore[call-overload]
+    return {cid: str(status) for cid, status in (await session.exec(stmt)).all()}

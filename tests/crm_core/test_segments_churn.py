@@ -5,10 +5,16 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crm_core.clock import utcnow
 from crm_core.models import Complaint, Customer, Direction, Handoff, Interaction, Purchase
 from crm_core.periods import Window
 from crm_core.services.churn import churn_risks, service_recovery
-from crm_core.services.segments import most_valuable_customers, rfm_segments
+from crm_core.services.segments import (
+    SNAPSHOT_MAX_AGE,
+    most_valuable_customers,
+    refresh_rfm_snapshot,
+    rfm_segments,
+)
 from tests.crm_core.desk_factories import T0
 
 NOW = T0 + timedelta(days=400)
@@ -176,3 +182,59 @@ async def test_the_churn_list_is_cut_at_the_limit_but_counts_everyone(
     await session.commit()
     report = await churn_risks(session=session, now=NOW, limit=limit)
     assert report.at_risk == 2 and len(report.customers) == 1
+
+
+async def recent_buyers(session: AsyncSession) -> dict[str, int]:
+    """five_buyers, but relative to the real clock (snapshots are taken "now")."""
+    ids = await customers(session, "Ada", "Ben", "Cy", "Dora", "Eve", "Fay")
+    plan = [
+        ("Ada", 1000, 1),
+        ("Ben", 300, 10),
+        ("Cy", 200, 20),
+        ("Eve", 100, 30),
+        ("Dora", 400, 300),
+    ]
+    for name, amount, ago in plan:
+        session.add(buy(ids[name], amount, utcnow() - days(ago)))
+    await session.commit()
+    return ids
+
+
+async def test_reports_read_the_snapshot_once_one_is_taken(session: AsyncSession) -> None:
+    ids = await recent_buyers(session)
+    live = await rfm_segments(session=session)
+    assert not live.from_snapshot
+    assert await refresh_rfm_snapshot(session=session) == 5
+    snap = await rfm_segments(session=session)
+    assert snap.from_snapshot
+    assert (snap.segments, snap.top_revenue_share, snap.m_scores) == (
+        live.segments,
+        live.top_revenue_share,
+        live.m_scores,
+    )
+    churn = await churn_risks(session=session)
+    assert [c.name for c in churn.customers] == ["Dora"]
+    assert churn.customers[0].reasons == ["valuable (M4) but no purchase for 300 days (R1)"]
+    # A purchase after the snapshot shows after the next refresh.
+    session.add(buy(ids["Fay"], 5000, utcnow()))
+    await session.commit()
+    assert (await rfm_segments(session=session)).customers == 5
+    assert [c.name for c in await most_valuable_customers(session=session, limit=1)] == ["Ada"]
+    assert await refresh_rfm_snapshot(session=session) == 6
+    assert [c.name for c in await most_valuable_customers(session=session, limit=1)] == ["Fay"]
+
+
+async def test_a_stale_snapshot_is_not_used(session: AsyncSession) -> None:
+    await recent_buyers(session)
+    await refresh_rfm_snapshot(session=session, now=utcnow() - SNAPSHOT_MAX_AGE - days(1))
+    assert not (await rfm_segments(session=session)).from_snapshot
+    # Nor one taken for another look-back window.
+    await refresh_rfm_snapshot(session=session, window_days=30)
+    assert not (await rfm_segments(session=session)).from_snapshot
+    assert (await rfm_segments(session=session, window_days=30)).from_snapshot
+
+
+async def test_explicit_times_always_rank_live(session: AsyncSession) -> None:
+    await recent_buyers(session)
+    await refresh_rfm_snapshot(session=session)
+    assert not (await rfm_segments(session=session, now=utcnow())).from_snapshot

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-12-03 09:06:34.347489
+Create Date: 2026-12-03 09:14:14.217571
 """
 
 from collections.abc import Sequence
@@ -69,6 +69,21 @@ def upgrade() -> None:
     sa.Column('value', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
+    op.create_table('rfm_snapshot',
+    sa.Column('customer_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('last_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('frequency', sa.Integer(), nullable=False),
+    sa.Column('monetary', sa.BigInteger(), nullable=False),
+    sa.Column('cur_min', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
+    sa.Column('cur_max', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
+    sa.Column('r', sa.Integer(), nullable=False),
+    sa.Column('f', sa.Integer(), nullable=False),
+    sa.Column('m', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('customer_id')
+    )
+    with op.batch_alter_table('rfm_snapshot', schema=None) as batch_op:
+        batch_op.create_index('ix_rfm_snapshot_monetary', ['monetary', 'customer_id'], unique=False)
+
     op.create_table('channel_identity',
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
@@ -304,6 +319,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_channel_identity_customer_id'))
 
     op.drop_table('channel_identity')
+    with op.batch_alter_table('rfm_snapshot', schema=None) as batch_op:
+        batch_op.drop_index('ix_rfm_snapshot_monetary')
+
+    op.drop_table('rfm_snapshot')
     op.drop_table('reference_counter')
     with op.batch_alter_table('customer', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_customer_merged_into_id'))
