@@ -586,3 +586,19 @@ class RfmSnapshot(SQLModel, table=True):
     r: int
     f: int
     m: int
+
+
+class BotAnswerOutcome(SQLModel, table=True):
+    """Whether a bot answer was a verified resolution (no handoff, complaint, new question or
+    unhelpful vote from that customer within 72 h), recorded once the 72 h are over by a
+    periodic job (``crm_core.services.analytics.refresh_bot_outcomes``), so that /stats counts
+    rows instead of probing every answer's aftermath. How far it got is in AppState
+    (``bot_outcomes``)."""
+
+    __tablename__ = "bot_answer_outcome"
+    __table_args__ = (Index("ix_bot_answer_outcome_time", "answered_at", "verified"),)
+
+    interaction_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    customer_id: int | None = None
+    answered_at: datetime = Field(sa_type=UTCDateTime)
+    verified: bool

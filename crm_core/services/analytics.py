@@ -28,6 +28,9 @@ Definitions (a window is ``[start, end)``):
   bot answers followed, for 72 h, by no handoff, no complaint, no new question and no unhelpful
   vote from that customer. Only answers at least 72 h old can be verified: the rate is
   verified / matured, so a fresh period shows no rate yet rather than a flattering one.
+  Probing each answer's aftermath costs seconds for a month of a busy desk, so a periodic job
+  (:func:`refresh_bot_outcomes`) records each answer's outcome once its 72 h are over; the
+  figures count those rows and probe only the answers the job has not reached yet.
 """
 
 from collections.abc import Callable
@@ -44,6 +47,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core.clock import as_utc, utcnow
 from crm_core.models import (
     Agent,
+    AppState,
+    BotAnswerOutcome,
     Complaint,
     ComplaintCategory,
     ComplaintStatus,
@@ -61,7 +66,7 @@ from crm_core.services._figures import (
     spread,
     spreads,
 )
-from crm_core.services._sql import unit_of_work
+from crm_core.services._sql import dialect_insert, unit_of_work
 from crm_core.types import UTCDateTime
 
 S = ComplaintStatus
@@ -70,6 +75,9 @@ UNRESOLVED = (S.open, S.in_progress)
 FOLLOW_UP = timedelta(hours=72)
 SATISFIED_MIN = 4
 BOT_QUESTION_KINDS = (K.kb_answer, K.kb_suggest, K.kb_none)
+OUTCOMES_KEY = "bot_outcomes"
+# A week of answers per transaction: ~1 s of SQLite's write lock at 10M interactions.
+OUTCOME_SLICE = timedelta(days=7)
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,18 +399,8 @@ async def _bot_figures(session: AsyncSession, w: Window, now: datetime) -> BotFi
         *_requested_in(w),
         _later_answer_exists(dialect),
     )
-    answer = aliased(Interaction)
-    mature = [
-        col(answer.kind) == K.kb_answer,
-        col(answer.occurred_at) >= w.start,
-        col(answer.occurred_at) < min(w.end, now - FOLLOW_UP),
-        col(answer.customer_id).is_not(None),
-    ]
-    matured_stmt = select(func.count(), func.count(case((_settled(dialect, answer), 1)))).where(
-        *mature
-    )
     handoffs_after = (await session.exec(after)).scalar_one()  # type: ignore[call-overload]
-    matured, verified = (await session.exec(matured_stmt)).one()  # type: ignore[call-overload]
+    matured, verified = await _verified(session, w, now)
     return BotFigures(
         answered=answered,
         suggested=suggested,
@@ -413,6 +411,103 @@ async def _bot_figures(session: AsyncSession, w: Window, now: datetime) -> BotFi
         matured=matured,
         verified=verified,
     )
+
+
+async def _verified(session: AsyncSession, w: Window, now: datetime) -> tuple[int, int]:
+    """(answers of the window at least 72 h old, verified ones): from the recorded outcomes as
+    far as :func:`refresh_bot_outcomes` got, probing the aftermath of the rest."""
+    mature_end = min(w.end, now - FOLLOW_UP)
+    recorded_until = await _outcomes_until(session)
+    matured = verified = 0
+    live_start = w.start
+    if recorded_until is not None and min(mature_end, recorded_until) > w.start:
+        covered = min(mature_end, recorded_until)
+        at = col(BotAnswerOutcome.answered_at)
+        stmt: Any = select(
+            func.count(), func.count(case((col(BotAnswerOutcome.verified).is_(True), 1)))
+        ).where(at >= w.start, at < covered)
+        matured, verified = (await session.exec(stmt)).one()
+        live_start = covered
+    if live_start < mature_end:
+        live_matured, live_verified = (
+            await session.exec(_probe_answers(dialect_name(session), live_start, mature_end))
+        ).one()
+        matured, verified = matured + live_matured, verified + live_verified
+    return int(matured), int(verified)
+
+
+def _probe_answers(dialect: str, start: datetime, end: datetime) -> Any:
+    """Count the bot answers in [start, end) and those settled (the expensive part)."""
+    answer = aliased(Interaction)
+    return select(func.count(), func.count(case((_settled(dialect, answer), 1)))).where(
+        col(answer.kind) == K.kb_answer,
+        col(answer.occurred_at) >= start,
+        col(answer.occurred_at) < end,
+        col(answer.customer_id).is_not(None),
+    )
+
+
+async def _outcomes_until(session: AsyncSession) -> datetime | None:
+    state = await session.get(AppState, OUTCOMES_KEY, populate_existing=True)
+    if state is None or "until" not in state.value:
+        return None
+    return as_utc(datetime.fromisoformat(state.value["until"]))
+
+
+async def refresh_bot_outcomes(
+    *, session: AsyncSession, now: datetime | None = None, max_slices: int = 200
+) -> int:
+    """Record the outcome of every bot answer that turned 72 h old since the last run; returns
+    how many were recorded. Meant for a periodic job (every few minutes: each run then checks
+    only the answers of those minutes). Works through the backlog a week per transaction, so
+    that the first run over a long history never holds SQLite's write lock for long; an answer
+    logged with a time before the last run's end is not picked up (timeline entries are logged
+    when they happen)."""
+    until = as_utc(now or utcnow()) - FOLLOW_UP
+    async with unit_of_work(session):
+        start = await _outcomes_until(session)
+        if start is None:
+            first: Any = select(func.min(col(Interaction.occurred_at))).where(
+                col(Interaction.kind) == K.kb_answer
+            )
+            earliest = (await session.exec(first)).scalar_one()
+            start = as_utc(earliest) if earliest is not None else until
+    recorded = 0
+    for _ in range(max_slices):
+        if start >= until:
+            break
+        stop = min(start + OUTCOME_SLICE, until)
+        recorded += await _record_outcomes(session, start, stop)
+        start = stop
+    return recorded
+
+
+async def _record_outcomes(session: AsyncSession, start: datetime, stop: datetime) -> int:
+    dialect = dialect_name(session)
+    answer = aliased(Interaction)
+    verified = case((_settled(dialect, answer), True), else_=False)
+    rows = select(col(answer.id), col(answer.customer_id), col(answer.occurred_at), verified).where(
+        col(answer.kind) == K.kb_answer,
+        col(answer.occurred_at) >= start,
+        col(answer.occurred_at) < stop,
+        col(answer.customer_id).is_not(None),
+    )
+    columns = ["interaction_id", "customer_id", "answered_at", "verified"]
+    async with unit_of_work(session):
+        insert = (
+            dialect_insert(session, BotAnswerOutcome)
+            .from_select(columns, rows)
+            .on_conflict_do_nothing(index_elements=["interaction_id"])
+        )
+        result = await session.exec(insert.returning(col(BotAnswerOutcome.interaction_id)))
+        recorded = len(result.all())
+        mark = dialect_insert(session, AppState).values(
+            key=OUTCOMES_KEY, value={"until": stop.isoformat()}, updated_at=utcnow()
+        )
+        await session.exec(
+            mark.on_conflict_do_update(index_elements=["key"], set_={"value": mark.excluded.value})
+        )
+    return recorded
 
 
 def _later_answer_exists(dialect: str) -> Any:

@@ -22,6 +22,7 @@ from crm_core.services.analytics import (
     daily_series,
     desk_figures,
     desk_report,
+    refresh_bot_outcomes,
     sla_watchlist,
 )
 from crm_core.services.complaints import file_complaint, get_complaint, transition_complaint
@@ -397,3 +398,21 @@ async def test_an_agents_chat_reply_is_the_first_response_to_complaints_waiting_
     assert firsts == [T0 + h(1), T0 + h(3), None]
     figures = await desk_figures(session=session, window=W, now=NOW)
     assert figures.first_response.count == 2 and figures.first_response.median == h(1)
+
+
+async def test_recorded_bot_outcomes_give_the_same_figures(session: AsyncSession) -> None:
+    await build_desk(session)
+    live = (await desk_report(session=session, period=PERIOD, now=NOW)).current.bot
+    # Part way: only the answers up to T0 + 25 h are 72 h old at T0 + 97 h.
+    assert await refresh_bot_outcomes(session=session, now=T0 + h(97)) == 2
+    partly = (await desk_report(session=session, period=PERIOD, now=NOW)).current.bot
+    assert await refresh_bot_outcomes(session=session, now=NOW) == 2  # the next two
+    assert await refresh_bot_outcomes(session=session, now=NOW) == 0  # nothing new
+    recorded = (await desk_report(session=session, period=PERIOD, now=NOW)).current.bot
+    assert (live.matured, live.verified) == (4, 1)
+    assert partly == recorded == live
+
+
+async def test_bot_outcomes_with_no_answers_at_all(session: AsyncSession) -> None:
+    assert await refresh_bot_outcomes(session=session, now=NOW) == 0
+    assert (await desk_figures(session=session, window=W, now=NOW)).bot.verified_rate is None

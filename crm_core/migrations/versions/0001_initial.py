@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-12-03 09:14:14.217571
+Create Date: 2026-12-03 09:37:53.080177
 """
 
 from collections.abc import Sequence
@@ -40,6 +40,16 @@ def upgrade() -> None:
     sa.Column('updated_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
+    op.create_table('bot_answer_outcome',
+    sa.Column('interaction_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=True),
+    sa.Column('answered_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('verified', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('interaction_id')
+    )
+    with op.batch_alter_table('bot_answer_outcome', schema=None) as batch_op:
+        batch_op.create_index('ix_bot_answer_outcome_time', ['answered_at', 'verified'], unique=False)
+
     op.create_table('customer',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
@@ -328,6 +338,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_customer_merged_into_id'))
 
     op.drop_table('customer')
+    with op.batch_alter_table('bot_answer_outcome', schema=None) as batch_op:
+        batch_op.drop_index('ix_bot_answer_outcome_time')
+
+    op.drop_table('bot_answer_outcome')
     op.drop_table('app_state')
     op.drop_table('agent')
     # ### end Alembic commands ###
