@@ -223,6 +223,10 @@ class Interaction(InteractionBase, table=True):
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_interaction_idempotency_key"),
         Index("ix_interaction_customer_time", "customer_id", "occurred_at"),
+        # Analytics: bot figures per period, and "what did this customer do in the 72 h after"
+        # probes (verified resolution) as one index range each, kinds read from the index.
+        Index("ix_interaction_kind_time", "kind", "occurred_at"),
+        Index("ix_interaction_customer_time_kind", "customer_id", "occurred_at", "kind"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -309,6 +313,24 @@ class Complaint(ComplaintBase, table=True):
     __table_args__ = (
         UniqueConstraint("reference", name="uq_complaint_reference"),
         Index("ix_complaint_status_created", "status", "created_at"),
+        # Analytics: period windows (covering: the figures of a period read no table rows),
+        # the SLA watch list, "a complaint within 72 h" probes.
+        Index(
+            "ix_complaint_created_figures",
+            "created_at",
+            "status",
+            "category",
+            "severity",
+            "first_response_at",
+            "resolved_at",
+            "sla_due_at",
+            "reopen_count",
+            "assignee_id",
+            "customer_id",
+        ),
+        Index("ix_complaint_resolved_at", "resolved_at"),
+        Index("ix_complaint_status_due", "status", "sla_due_at"),
+        Index("ix_complaint_customer_created", "customer_id", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -400,6 +422,10 @@ class Handoff(HandoffBase, table=True):
             postgresql_where=text("status != 'closed'"),
         ),
         Index("ix_handoff_status_due", "status", "next_reminder_at"),
+        # Analytics: period windows and "a handoff within 72 h of a bot answer" probes.
+        Index("ix_handoff_requested_at", "requested_at"),
+        Index("ix_handoff_claimed_at", "claimed_at"),
+        Index("ix_handoff_customer_requested", "customer_id", "requested_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -568,3 +594,45 @@ class InboxUpdate(SQLModel, table=True):
     received_at: datetime = _created()
     processed_at: datetime | None = _ts(default=None)
     last_error: str | None = Field(default=None, sa_type=Text)
+
+
+# --------------------------------------------------------------------------------------------
+# Analytics snapshots
+# --------------------------------------------------------------------------------------------
+
+
+class RfmSnapshot(SQLModel, table=True):
+    """Every purchasing customer's RFM values and scores as of the last refresh (a periodic job,
+    ``crm_core.services.segments.refresh_rfm_snapshot``): /segments, /mvc and /churn read this
+    instead of ranking the whole base on each command. Rebuilt wholesale, so no foreign keys;
+    when it was taken is kept in AppState (``rfm_snapshot``). Column names are those of the RFM
+    query (``crm_core.services.rfm``) so that either can feed the same reports."""
+
+    __tablename__ = "rfm_snapshot"
+    __table_args__ = (Index("ix_rfm_snapshot_monetary", "monetary", "customer_id"),)
+
+    customer_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_at: datetime = Field(sa_type=UTCDateTime)
+    frequency: int
+    monetary: int = Field(sa_type=BigInteger)
+    cur_min: str = Field(max_length=3)
+    cur_max: str = Field(max_length=3)
+    r: int
+    f: int
+    m: int
+
+
+class BotAnswerOutcome(SQLModel, table=True):
+    """Whether a bot answer was a verified resolution (no handoff, complaint, new question or
+    unhelpful vote from that customer within 72 h), recorded once the 72 h are over by a
+    periodic job (``crm_core.services.analytics.refresh_bot_outcomes``), so that /stats counts
+    rows instead of probing every answer's aftermath. How far it got is in AppState
+    (``bot_outcomes``)."""
+
+    __tablename__ = "bot_answer_outcome"
+    __table_args__ = (Index("ix_bot_answer_outcome_time", "answered_at", "verified"),)
+
+    interaction_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    customer_id: int | None = None
+    answered_at: datetime = Field(sa_type=UTCDateTime)
+    verified: bool

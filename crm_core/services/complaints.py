@@ -23,9 +23,10 @@ Lifecycle (what a serious desk allows)::
   every allowed move.
 
 ``first_response_at`` is the first agent action that reaches the customer: a status change made
-by an agent (the customer is notified of every status change) or an agent comment marked
-``visible_to_customer``. Assignment and internal notes are invisible to the customer, so they do
-not count.
+by an agent (the customer is notified of every status change), an agent comment marked
+``visible_to_customer``, or an agent's reply in the customer's chat after filing (set by
+``handoffs.record_agent_reply``). Assignment and internal notes are invisible to the customer, so
+they do not count.
 
 Concurrent changes to one complaint are serialised by a row lock (``SELECT ... FOR UPDATE`` on
 PostgreSQL; SQLite's write transactions are serial anyway): the second agent sees the first

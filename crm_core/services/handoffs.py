@@ -376,7 +376,8 @@ async def claim_handoff(
 async def record_agent_reply(
     *, session: AsyncSession, handoff_id: int, agent_id: int, now: datetime | None = None
 ) -> Handoff:
-    """Note the first time an agent answered the customer (kept once, for the statistics).
+    """Note the first time an agent answered the customer (kept once, for the statistics), on
+    the handoff and on the customer's complaints that had no response yet.
 
     An agent who answers a customer still waiting has taken them: the handoff is claimed for
     that agent (so reminders stop), exactly as ``claim_handoff`` would, unless someone else
@@ -398,9 +399,30 @@ async def record_agent_reply(
             .execution_options(synchronize_session=SYNC_MATCHED)
         )
         handoff = await _get(session, handoff_id)
+        await _first_response_by_reply(session, handoff.customer_id, now)
         if claimed.rowcount == 1:
             _log(session, handoff, "claimed", Direction.internal, now, agent=agent.display_name)
         return handoff
+
+
+async def _first_response_by_reply(
+    session: AsyncSession, customer_id: int | None, now: datetime
+) -> None:
+    """An agent's reply in the chat is the first response to every complaint of that customer
+    still waiting for one (a status change by an agent would otherwise be the first): kept on
+    the complaint, so that the statistics read one column instead of searching the timeline."""
+    if customer_id is None:
+        return
+    await session.exec(
+        update(Complaint)
+        .where(
+            col(Complaint.customer_id) == customer_id,
+            col(Complaint.first_response_at).is_(None),
+            col(Complaint.created_at) <= now,
+        )
+        .values(first_response_at=now)
+        .execution_options(synchronize_session=SYNC_MATCHED)
+    )
 
 
 async def close_handoff(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises: 
-Create Date: 2026-12-03 09:50:33.604077
+Create Date: 2026-12-03 10:01:44.460664
 """
 
 from collections.abc import Sequence
@@ -44,6 +44,16 @@ def upgrade() -> None:
     sa.Column('updated_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
+    op.create_table('bot_answer_outcome',
+    sa.Column('interaction_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=True),
+    sa.Column('answered_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('verified', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('interaction_id')
+    )
+    with op.batch_alter_table('bot_answer_outcome', schema=None) as batch_op:
+        batch_op.create_index('ix_bot_answer_outcome_time', ['answered_at', 'verified'], unique=False)
+
     op.create_table('customer',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
@@ -91,6 +101,21 @@ def upgrade() -> None:
     sa.Column('value', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
+    op.create_table('rfm_snapshot',
+    sa.Column('customer_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('last_at', crm_core.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('frequency', sa.Integer(), nullable=False),
+    sa.Column('monetary', sa.BigInteger(), nullable=False),
+    sa.Column('cur_min', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
+    sa.Column('cur_max', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
+    sa.Column('r', sa.Integer(), nullable=False),
+    sa.Column('f', sa.Integer(), nullable=False),
+    sa.Column('m', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('customer_id')
+    )
+    with op.batch_alter_table('rfm_snapshot', schema=None) as batch_op:
+        batch_op.create_index('ix_rfm_snapshot_monetary', ['monetary', 'customer_id'], unique=False)
+
     op.create_table('channel_identity',
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
@@ -136,8 +161,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('complaint', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_complaint_assignee_id'), ['assignee_id'], unique=False)
+        batch_op.create_index('ix_complaint_created_figures', ['created_at', 'status', 'category', 'severity', 'first_response_at', 'resolved_at', 'sla_due_at', 'reopen_count', 'assignee_id', 'customer_id'], unique=False)
+        batch_op.create_index('ix_complaint_customer_created', ['customer_id', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_complaint_customer_id'), ['customer_id'], unique=False)
+        batch_op.create_index('ix_complaint_resolved_at', ['resolved_at'], unique=False)
         batch_op.create_index('ix_complaint_status_created', ['status', 'created_at'], unique=False)
+        batch_op.create_index('ix_complaint_status_due', ['status', 'sla_due_at'], unique=False)
 
     op.create_table('flow_state',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -230,6 +259,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('handoff', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_handoff_agent_id'), ['agent_id'], unique=False)
+        batch_op.create_index('ix_handoff_claimed_at', ['claimed_at'], unique=False)
+        batch_op.create_index('ix_handoff_customer_requested', ['customer_id', 'requested_at'], unique=False)
+        batch_op.create_index('ix_handoff_requested_at', ['requested_at'], unique=False)
         batch_op.create_index('ix_handoff_status_due', ['status', 'next_reminder_at'], unique=False)
         batch_op.create_index('uq_handoff_one_open_per_customer', ['customer_id'], unique=True, sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
 
@@ -273,7 +305,9 @@ def upgrade() -> None:
     with op.batch_alter_table('interaction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_interaction_complaint_id'), ['complaint_id'], unique=False)
         batch_op.create_index('ix_interaction_customer_time', ['customer_id', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_interaction_customer_time_kind', ['customer_id', 'occurred_at', 'kind'], unique=False)
         batch_op.create_index(batch_op.f('ix_interaction_handoff_id'), ['handoff_id'], unique=False)
+        batch_op.create_index('ix_interaction_kind_time', ['kind', 'occurred_at'], unique=False)
 
     # ### end Alembic commands ###
 
@@ -281,7 +315,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('interaction', schema=None) as batch_op:
+        batch_op.drop_index('ix_interaction_kind_time')
         batch_op.drop_index(batch_op.f('ix_interaction_handoff_id'))
+        batch_op.drop_index('ix_interaction_customer_time_kind')
         batch_op.drop_index('ix_interaction_customer_time')
         batch_op.drop_index(batch_op.f('ix_interaction_complaint_id'))
 
@@ -294,6 +330,9 @@ def downgrade() -> None:
     with op.batch_alter_table('handoff', schema=None) as batch_op:
         batch_op.drop_index('uq_handoff_one_open_per_customer', sqlite_where=sa.text("status != 'closed'"), postgresql_where=sa.text("status != 'closed'"))
         batch_op.drop_index('ix_handoff_status_due')
+        batch_op.drop_index('ix_handoff_requested_at')
+        batch_op.drop_index('ix_handoff_customer_requested')
+        batch_op.drop_index('ix_handoff_claimed_at')
         batch_op.drop_index(batch_op.f('ix_handoff_agent_id'))
 
     op.drop_table('handoff')
@@ -311,8 +350,12 @@ def downgrade() -> None:
 
     op.drop_table('flow_state')
     with op.batch_alter_table('complaint', schema=None) as batch_op:
+        batch_op.drop_index('ix_complaint_status_due')
         batch_op.drop_index('ix_complaint_status_created')
+        batch_op.drop_index('ix_complaint_resolved_at')
         batch_op.drop_index(batch_op.f('ix_complaint_customer_id'))
+        batch_op.drop_index('ix_complaint_customer_created')
+        batch_op.drop_index('ix_complaint_created_figures')
         batch_op.drop_index(batch_op.f('ix_complaint_assignee_id'))
 
     op.drop_table('complaint')
@@ -321,6 +364,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_channel_identity_customer_id'))
 
     op.drop_table('channel_identity')
+    with op.batch_alter_table('rfm_snapshot', schema=None) as batch_op:
+        batch_op.drop_index('ix_rfm_snapshot_monetary')
+
+    op.drop_table('rfm_snapshot')
     op.drop_table('reference_counter')
     with op.batch_alter_table('inbox_update', schema=None) as batch_op:
         batch_op.drop_index('ix_inbox_state_update')
@@ -332,6 +379,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_customer_merged_into_id'))
 
     op.drop_table('customer')
+    with op.batch_alter_table('bot_answer_outcome', schema=None) as batch_op:
+        batch_op.drop_index('ix_bot_answer_outcome_time')
+
+    op.drop_table('bot_answer_outcome')
     op.drop_table('app_state')
     op.drop_table('agent')
     # ### end Alembic commands ###
