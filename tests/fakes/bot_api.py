@@ -66,6 +66,10 @@ ALLOWED_REACTIONS = frozenset(
 )
 
 
+# How an upload's file name travels beside its bytes (``uploads["document" + suffix]``).
+FILENAME_SUFFIX = ".filename"
+
+
 def bad_request(description: str, **parameters: Any) -> ApiError:
     return ApiError(400, f"Bad Request: {description}", parameters or None)
 
@@ -296,6 +300,11 @@ class FakeBotAPI:
         self._updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
         self._redeliveries: list[dict[str, Any]] = []
         self._redelivered_times: Counter[int] = Counter()
+        # Redelivered updates served again, and how often the bot confirmed having them since
+        # (a later getUpdates offset past them, or a 2xx from the webhook): a bot that keeps an
+        # inbox confirms a redelivery without processing it again.
+        self._served_again: list[int] = []
+        self._reconfirmed: Counter[int] = Counter()
         self._all_updates: dict[int, dict[str, Any]] = {}
         self._update_ids = itertools.count(1000)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -682,9 +691,13 @@ class FakeBotAPI:
 
         def done() -> bool:
             pending = set(self._all_updates) - set(self.processed_update_ids)
-            # A redelivered update must be processed once more than it was redelivered.
+            # A redelivered update is done when processed once more than it was redelivered,
+            # or when the bot confirmed having it every time (an inbox ignores redeliveries).
             repeats_done = all(
                 self.processed_update_ids.count(update_id) > times
+                or (
+                    update_id in self.processed_update_ids and self._reconfirmed[update_id] >= times
+                )
                 for update_id, times in self._redelivered_times.items()
             )
             return not pending and not self._redeliveries and repeats_done
@@ -808,6 +821,9 @@ class FakeBotAPI:
         offset = int(params.get("offset") or 0)
         limit = int(params.get("limit") or 100)
         self.confirmed_offset = max(self.confirmed_offset, offset)
+        for update_id in [u for u in self._served_again if u < offset]:
+            self._served_again.remove(update_id)
+            self._reconfirmed[update_id] += 1
         timeout = float(params.get("timeout") or 0)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
@@ -822,8 +838,12 @@ class FakeBotAPI:
                 await asyncio.wait_for(event.wait(), deadline - loop.time())
             except TimeoutError:
                 break
+        again = [u["update_id"] for u in batch if u in self._redeliveries]
+        self._served_again.extend(again)
         self._redeliveries = [u for u in self._redeliveries if u not in batch]
         self.delivered_update_ids.extend(u["update_id"] for u in batch)
+        if again:
+            self._notify()
         return batch
 
     async def _api_deleteWebhook(self, params: dict[str, Any], _: Any) -> bool:
@@ -882,6 +902,8 @@ class FakeBotAPI:
                 self.delivered_update_ids.append(update["update_id"])
                 if ok:
                     if update in pending:
+                        if pending is self._redeliveries:
+                            self._reconfirmed[update["update_id"]] += 1
                         pending.remove(update)
                     self.webhook_confirmed.append(update["update_id"])
                     self._notify()
@@ -1120,6 +1142,8 @@ class FakeBotAPI:
         chat = self._chat(params.get("chat_id"))
         thread_id = self._thread(chat, params)
         file_id = str(params.get(kind) or "")
+        upload = kind if kind in uploads else file_id.removeprefix("attach://")
+        file_name = uploads.get(f"{upload}{FILENAME_SUFFIX}", b"").decode() or None
         if kind in uploads:
             file_id = self._new_file(uploads[kind])
         elif file_id.startswith("attach://"):
@@ -1139,6 +1163,8 @@ class FakeBotAPI:
             ]
         else:
             content["document"] = {"file_id": file_id, "file_unique_id": f"u{file_id}"}
+            if file_name:
+                content["document"]["file_name"] = file_name
         stored = self._push_bot_message(
             chat,
             content,
@@ -1346,6 +1372,7 @@ async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, 
                 continue
             if getattr(part, "filename", None):
                 uploads[part.name] = bytes(await part.read())
+                uploads[f"{part.name}{FILENAME_SUFFIX}"] = str(part.filename).encode()
             else:
                 raw[part.name] = await part.text()
     else:

@@ -1,5 +1,7 @@
-"""End-to-end harness: the real Application (``bot.app.build_application``) long-polling a
-local fake Bot API (``tests.fakes.bot_api.FakeBotAPI``), on a throw-away database.
+"""End-to-end harness: the real Application (``bot.app.build_application``) fed by the
+production runtime (``bot.inbox_runtime.InboxRuntime``: its own getUpdates loop, every update
+stored in the inbox before it is confirmed, processed once per update id) from a local fake Bot
+API (``tests.fakes.bot_api.FakeBotAPI``), on a throw-away database.
 
 Fixtures:
 - ``fake``: the running :class:`FakeBotAPI`.
@@ -44,10 +46,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from telegram import Update
-from telegram.ext import AIORateLimiter, BaseHandler
+from telegram.ext import BaseHandler
 
 from bot.app import RATE_LIMIT_RETRIES, DeskApplication, Sweeper, build_application
+from bot.inbox_runtime import InboxRuntime
+from bot.metrics import DeskMetrics, MeteredRateLimiter
 from bot.settings import Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
 from knowledge_base.holder import KnowledgeBaseHolder
@@ -58,8 +61,6 @@ BOTH_DATABASES = pytest.mark.parametrize(
     "e2e_database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
     indirect=True,
 )  # fmt: skip
-
-POLL_TIMEOUT_SECONDS = 5
 
 
 class Customer:
@@ -226,6 +227,7 @@ class Harness:
     extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = ()
     extra_sweepers: Sequence[Sweeper] = ()
     application: DeskApplication | None = None
+    runtime: InboxRuntime | None = None
     _next_user_id: int = field(default=5000)
 
     @property
@@ -234,35 +236,37 @@ class Harness:
         return self.application
 
     async def start(self) -> None:
+        """The bot as ``deskbot run`` runs it: the application fed by the durable inbox
+        runtime (its own getUpdates loop, stored before confirmed, processed once)."""
+        metrics = DeskMetrics()
         application = build_application(
             self.settings,
             session_factory=self.session_factory,
             kb_holder=self.kb_holder,
             extra_handlers=self.extra_handlers,
             # Telegram allows 20 messages a minute per group; tests send more than that.
-            rate_limiter=AIORateLimiter(
-                overall_max_rate=1000, group_max_rate=1000, max_retries=RATE_LIMIT_RETRIES
+            rate_limiter=MeteredRateLimiter(
+                metrics, overall_max_rate=1000, group_max_rate=1000, max_retries=RATE_LIMIT_RETRIES
             ),
         )
         application.update_observers.append(self.fake.note_processed)
         application.sweepers.extend(self.extra_sweepers)
         await application.initialize()
-        if application.post_init is not None:  # run_polling would call it
+        if application.post_init is not None:  # the runtime calls it in production
             await application.post_init(application)
-        assert application.updater is not None
-        await application.updater.start_polling(
-            timeout=POLL_TIMEOUT_SECONDS, allowed_updates=Update.ALL_TYPES
-        )
         await application.start()
-        self.application = application
+        runtime = InboxRuntime(application, self.settings, metrics)
+        await runtime.start()
+        runtime.start_polling()
+        self.application, self.runtime = application, runtime
 
     async def stop(self) -> None:
         application, self.application = self.application, None
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            await runtime.stop()
         if application is None:
             return
-        assert application.updater is not None
-        if application.updater.running:
-            await application.updater.stop()
         if application.running:
             await application.stop()
         await application.shutdown()
