@@ -3,7 +3,7 @@
 On a fresh SQLite file, and on PostgreSQL when reachable:
 - ``file_complaint`` from N concurrent sessions (references stay distinct and gap-free);
 - ``claim_due_reminders`` by two concurrent sweepers over W waiting handoffs (each taken once);
-- ``complaint_stats`` over C complaints and H handoffs.
+- ``desk_report`` (the /stats figures, 365 days and the 365 before) over C complaints.
 
     python bench/bench_desk.py [--filers 50] [--filings 1000] [--waiting 2000]
                                [--complaints 100000] [--postgres URL | --no-postgres]
@@ -30,9 +30,10 @@ from sqlmodel import SQLModel
 
 from crm_core.db import SessionFactory, create_engine, create_session_factory
 from crm_core.models import Complaint, Customer, Handoff
+from crm_core.periods import parse_period
+from crm_core.services.analytics import desk_report
 from crm_core.services.complaints import file_complaint
 from crm_core.services.handoffs import claim_due_reminders
-from crm_core.services.stats import complaint_stats
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 REMIND = timedelta(minutes=10)
@@ -129,9 +130,10 @@ async def bench_stats(engine: AsyncEngine, factory: SessionFactory, complaints: 
     await _insert_chunks(engine, Complaint.__table__, rows)  # type: ignore[attr-defined]
     async with factory() as session:
         start = time.perf_counter()
-        stats = await complaint_stats(session=session, now=NOW)
+        period = parse_period("365d", now=NOW)
+        report = await desk_report(session=session, period=period, now=NOW)
         elapsed = time.perf_counter() - start
-    return f"complaint_stats over {stats.total} complaints: {elapsed * 1000:.0f} ms"
+    return f"desk_report over {report.current.opened} complaints: {elapsed * 1000:.0f} ms"
 
 
 async def run(url: str, args: argparse.Namespace) -> None:

@@ -29,6 +29,7 @@ from handlers.core.errors import on_error
 from handlers.core.groups import Group
 from handlers.core.texts import Texts
 from handlers.customer import complaint_flow
+from handlers.supervisor import jobs
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def handler_groups(
 
 def sweepers() -> list[Sweeper]:
     """Periodic jobs, each run every ``sweep_interval_seconds`` in its own session."""
-    return [reminders.sweep_reminders, complaint_flow.sweep_expired_flows]
+    return [reminders.sweep_reminders, complaint_flow.sweep_expired_flows, jobs.sweep_analytics]
 
 
 async def on_start(bot: Bot, config: DeskConfig, texts: Texts) -> None:

@@ -28,6 +28,7 @@ class Prefix(StrEnum):
     COMPLAINT_ASSIGN = "ca"  # agent takes a complaint: ca:<complaint_id>
     CSAT = "sat"  # satisfaction score after a handoff: sat:<handoff_id>:<1-5>
     CONFIRM_FORGET = "fg"  # confirm erasure: fg:<yes|no>
+    STATS_BEHIND = "sb"  # what is behind a /stats figure: sb:<figure>:<start>:<end> (epoch s)
     NOOP = "nop"  # a button that does nothing (labels)
 
 

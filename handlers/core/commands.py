@@ -15,7 +15,10 @@ AGENT_COMMANDS = (
     "queue", "customer", "note", "resolve", "status", "assign", "severity", "s", "snippets",
     "away", "back", "stats", "reload_kb", "help",
 )  # fmt: skip
-SUPERVISOR_COMMANDS = ("stats", "reload_kb", "snippet")
+SUPERVISOR_COMMANDS = (
+    "stats", "sla", "agents", "export", "segments", "mvc", "churn", "gaps", "reload_kb",
+    "snippet",
+)  # fmt: skip
 
 
 def customer_menu(texts: Texts, lang: str | None) -> list[BotCommand]:

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.supervisor.stats import parse_days
 from tests.handlers.conftest import BOTH_DATABASES, Harness, HarnessFactory
 from tests.handlers.desk import drain, open_handoff, start
-
-
-def test_parse_days() -> None:
-    assert parse_days([]) == 30
-    assert parse_days(["7"]) == 7
-    assert parse_days(["all"]) is None
-    assert parse_days(["-3"]) == "-3"
-    assert parse_days(["99999"]) == "99999"
-    assert parse_days(["²"]) == "²"  # a digit to str.isdigit, not to int(): no traceback
-    assert parse_days(["١٢"]) == 12  # Arabic-Indic digits are a number
-
 
 SUPERVISOR_ID = 9001
 
@@ -39,18 +27,20 @@ async def test_stats_for_a_supervisor_in_private_and_in_the_group(
     await alice.expect("rating us 4/5")
     await drain(harness, sue)
 
-    private(harness, SUPERVISOR_ID, "/stats 7")
-    stats = await sue.expect_private("Complaint statistics")
-    assert "last 7 days" in stats.text
-    assert "closed 1" in stats.text  # the handoff
-    assert "CSAT: 4.0/5 from 1 rating" in stats.text
+    private(harness, SUPERVISOR_ID, "/stats 7d")
+    stats = await sue.expect_private("Desk figures")
+    assert "7d" in stats.text
+    assert "1 (+1) requested, 1 (+1) claimed" in stats.text  # the handoff, none the week before
+    assert "4.0 average, 100% rated 4–5, from 1 (+1) rating(s)" in stats.text
+    assert stats.button("Unclaimed") and stats.button("SLA breached")
 
-    await sue.send("/stats all")
-    in_group = await sue.expect("Complaint statistics")
-    assert "all time" in in_group.text
+    await sue.send("/stats month")
+    in_group = await sue.expect("Desk figures")
+    assert "change against the" in in_group.text
 
     private(harness, SUPERVISOR_ID, "/stats lots")
-    await sue.expect_private("as a number of days")
+    refused = await sue.expect_private("I don't understand the period")
+    assert "today, 7d, 30d" in refused.text and "YYYY-MM-DD..YYYY-MM-DD" in refused.text
 
 
 async def test_stats_refused_for_agents_and_customers(harness_factory: HarnessFactory) -> None:
@@ -64,3 +54,8 @@ async def test_stats_refused_for_agents_and_customers(harness_factory: HarnessFa
     assert refused.text == "Only supervisors can use this command."
     await sam.send("/reload_kb")
     await sam.expect("Only supervisors")
+    for command in ("/sla", "/agents", "/export", "/segments", "/mvc", "/churn", "/gaps"):
+        await alice.ask(command, contains="Only supervisors")
+        await sam.send(command)
+        await sam.expect("Only supervisors")
+    assert not [d for d in harness.fake.messages if d.from_bot and d.data.get("document")]
