@@ -5,45 +5,19 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlmodel import select
-from telegram import Update
-from telegram.ext import CommandHandler
 
 from crm_core.clock import utcnow
 from crm_core.models import Customer as CustomerRow
 from crm_core.models import Purchase
-from crm_core.services.complaints import file_complaint
-from handlers.agents.announce import announce_complaint
-from handlers.core.context import DeskContext
-from tests.handlers.conftest import Harness, HarnessFactory
+from tests.handlers.complaint_desk import start_with_complaints
+from tests.handlers.conftest import HarnessFactory
 from tests.handlers.desk import GROUP_ID, drain, open_handoff
-
-
-async def file_test_complaint(update: Update, context: DeskContext) -> None:
-    """/filetest <text>: file a delivery complaint for the sender and announce it."""
-    assert context.customer_id is not None
-    complaint = await file_complaint(
-        session=context.session,
-        customer_id=context.customer_id,
-        category="delivery",
-        severity="high",
-        description=" ".join(context.args or []) or "Parcel lost",
-    )
-    assert complaint.id is not None
-    await announce_complaint(context, complaint_id=complaint.id)
-
-
-async def start(harness_factory: HarnessFactory, *, forum: bool = True) -> Harness:
-    harness = await harness_factory(
-        agent_chat_id=GROUP_ID, extra_handlers=[CommandHandler("filetest", file_test_complaint)]
-    )
-    harness.agents_group(GROUP_ID, forum=forum)
-    return harness
 
 
 async def test_queue_lists_waiting_oldest_first_and_marks_valuable_customers(
     harness_factory: HarnessFactory,
 ) -> None:
-    harness = await start(harness_factory)
+    harness = await start_with_complaints(harness_factory)
     sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
     alice = harness.customer("Alice")
     bob = harness.customer("Bob")
