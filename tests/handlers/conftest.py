@@ -46,6 +46,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
 from telegram.ext import BaseHandler
 
 from bot.app import RATE_LIMIT_RETRIES, DeskApplication, Sweeper, build_application
@@ -53,6 +54,7 @@ from bot.inbox_runtime import InboxRuntime
 from bot.metrics import DeskMetrics, MeteredRateLimiter
 from bot.settings import Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
+from crm_core.models import ChannelIdentity
 from knowledge_base.holder import KnowledgeBaseHolder
 from tests.conftest import _reset_schema
 from tests.fakes.bot_api import FakeBotAPI, FakeChat, FakeUser, StoredMessage
@@ -280,6 +282,17 @@ class Harness:
     async def settle(self, timeout: float = 5) -> None:  # noqa: ASYNC109
         """Wait until every update pushed so far has been fully processed."""
         await self.fake.wait_processed(timeout)
+
+    async def customer_id_of(self, customer: Customer) -> int:
+        """The CRM id of a Telegram customer of the fake (after everything settled)."""
+        await self.settle()
+        async with self.session_factory() as session:
+            identity = (
+                await session.exec(
+                    select(ChannelIdentity).where(ChannelIdentity.external_id == str(customer.id))
+                )
+            ).one()
+            return identity.customer_id
 
     async def sweep(self) -> None:
         """Run the periodic sweepers once, now (instead of waiting for the interval)."""

@@ -9,23 +9,10 @@ from sqlmodel import select
 from crm_core.business_hours import DAYS
 from crm_core.clock import utcnow
 from crm_core.models import (
-    ChannelIdentity,
     Handoff,
     HandoffStatus,
 )
-from tests.handlers.conftest import BOTH_DATABASES, Customer, Harness, HarnessFactory
-
-
-async def _customer_id(harness: Harness, customer: Customer) -> int:
-    await harness.settle()
-    async with harness.session_factory() as session:
-        identity = (
-            await session.exec(
-                select(ChannelIdentity).where(ChannelIdentity.external_id == str(customer.id))
-            )
-        ).one()
-        return identity.customer_id
-
+from tests.handlers.conftest import BOTH_DATABASES, Harness, HarnessFactory
 
 AGENTS_GROUP_ID = -1001000000001  # the agents' supergroup in the fake
 
@@ -41,7 +28,7 @@ async def test_human_opens_one_handoff(harness_factory: HarnessFactory) -> None:
     async with harness.session_factory() as session:
         (handoff,) = (await session.exec(select(Handoff))).all()
     assert handoff.status == HandoffStatus.waiting
-    assert handoff.customer_id == await _customer_id(harness, alice)
+    assert handoff.customer_id == await harness.customer_id_of(alice)
     assert handoff.next_reminder_at is not None
     # Asking again while it is open (the agents' relay stops plain messages, not commands).
     await alice.ask("/human", contains="already waiting")

@@ -22,18 +22,7 @@ from crm_core.services.complaints import (
     transition_complaint,
 )
 from handlers.customer.my_data import history_lines
-from tests.handlers.conftest import BOTH_DATABASES, Customer, Harness
-
-
-async def _customer_id(harness: Harness, customer: Customer) -> int:
-    await harness.settle()
-    async with harness.session_factory() as session:
-        identity = (
-            await session.exec(
-                select(ChannelIdentity).where(ChannelIdentity.external_id == str(customer.id))
-            )
-        ).one()
-        return identity.customer_id
+from tests.handlers.conftest import BOTH_DATABASES, Harness
 
 
 async def _file_worked_complaint(harness: Harness, customer_id: int) -> Complaint:
@@ -76,7 +65,7 @@ async def test_my_complaints_and_history_show_only_what_the_customer_may_see(
 ) -> None:
     alice = harness.customer("Alice")
     await alice.ask("/mycomplaints", contains="no complaints")
-    complaint = await _file_worked_complaint(harness, await _customer_id(harness, alice))
+    complaint = await _file_worked_complaint(harness, await harness.customer_id_of(alice))
 
     listing = await alice.ask("📋 My complaints", contains="Your complaints")
 
@@ -124,7 +113,7 @@ async def test_mydata_sends_everything_as_json(harness: Harness) -> None:
 async def test_forgetme_no_keeps_and_yes_erases(harness: Harness) -> None:
     alice = harness.customer("Alice", username="alice_tg")
     await alice.ask("/email alice@example.com", contains="noted")
-    cid = await _customer_id(harness, alice)
+    cid = await harness.customer_id_of(alice)
 
     await alice.press("No", await alice.ask("/forgetme", contains="really"))
     await alice.expect("nothing was changed")
@@ -150,7 +139,7 @@ async def test_forgetme_no_keeps_and_yes_erases(harness: Harness) -> None:
 
     # A new message starts a brand-new customer.
     await alice.ask("/start", contains="Alice")
-    assert await _customer_id(harness, alice) != cid
+    assert await harness.customer_id_of(alice) != cid
 
 
 async def test_forget_redelivered_yes_does_not_run_twice(harness: Harness) -> None:
