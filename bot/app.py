@@ -170,6 +170,8 @@ def desk_config_from_settings(settings: Settings) -> DeskConfig:
         timezone=settings.timezone,
         auto_assign=settings.auto_assign,
         agent_cap=settings.agent_cap,
+        auto_resolve_hours=settings.auto_resolve_hours,
+        reopen_hours=settings.reopen_hours,
         business_hours=settings.business_hours,
         holidays=settings.holidays,
     )

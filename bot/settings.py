@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     agent_cap: int = Field(
         default=5, ge=1, le=100, description="Most open conversations auto-assigned to one agent."
     )
+    auto_resolve_hours: float = Field(
+        default=0, ge=0, le=24 * 365, description="Close a conversation idle this long (0: never)."
+    )
+    reopen_hours: float = Field(
+        default=0,
+        ge=0,
+        le=24 * 365,
+        description="A customer writing this soon after a close reopens it (0: never).",
+    )
     timezone: str = Field(
         default="UTC",
         description="The desk's time zone (IANA name, e.g. Europe/Berlin) for every time shown.",

@@ -20,8 +20,8 @@ from telegram import Bot, BotCommandScopeAllPrivateChats, BotCommandScopeChat
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler
 
-from handlers import agents, customer, supervisor
-from handlers.agents import reminders, setup
+from handlers.agents import idle, reminders, setup
+from handlers.agents import registration as agents
 from handlers.core import commands, inbound
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext
@@ -29,7 +29,9 @@ from handlers.core.errors import on_error
 from handlers.core.groups import Group
 from handlers.core.texts import Texts
 from handlers.customer import complaint_flow
+from handlers.customer import registration as customer
 from handlers.supervisor import jobs
+from handlers.supervisor import registration as supervisor
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,12 @@ def handler_groups(
 
 def sweepers() -> list[Sweeper]:
     """Periodic jobs, each run every ``sweep_interval_seconds`` in its own session."""
-    return [reminders.sweep_reminders, complaint_flow.sweep_expired_flows, jobs.sweep_analytics]
+    return [
+        reminders.sweep_reminders,
+        idle.sweep_idle_handoffs,
+        complaint_flow.sweep_expired_flows,
+        jobs.sweep_analytics,
+    ]
 
 
 async def on_start(bot: Bot, config: DeskConfig, texts: Texts) -> None:

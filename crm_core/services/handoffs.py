@@ -36,6 +36,7 @@ from crm_core.models import (
     GroupMessageLink,
     Handoff,
     HandoffStatus,
+    Interaction,
     InteractionKind,
 )
 from crm_core.services._desk import FRESH, log_desk_event
@@ -450,6 +451,63 @@ async def close_handoff(
         if summary is not None:
             handoff.summary = summary
         _log(session, handoff, "closed", Direction.internal, now, agent_id=agent_id)
+    return handoff
+
+
+async def idle_handoffs(
+    *, session: AsyncSession, idle_for: timedelta, now: datetime | None = None, limit: int = 50
+) -> list[Handoff]:
+    """Claimed conversations in which nothing was said (by the customer, the agent or the
+    bot) for ``idle_for``: candidates for closing automatically."""
+    now = now or utcnow()
+    since = now - idle_for
+    recent = exists().where(
+        col(Interaction.customer_id) == col(Handoff.customer_id),
+        col(Interaction.occurred_at) >= since,
+    )
+    stmt = (
+        select(Handoff)
+        .where(Handoff.status == H.claimed, col(Handoff.claimed_at) < since, ~recent)
+        .order_by(col(Handoff.claimed_at))
+        .limit(limit)
+    )
+    async with unit_of_work(session):
+        return list((await session.exec(stmt, execution_options=FRESH)).all())
+
+
+async def recently_closed_handoff(
+    *, session: AsyncSession, customer_id: int, within: timedelta, now: datetime | None = None
+) -> Handoff | None:
+    """The customer's conversation an agent closed less than ``within`` ago, if any (a
+    withdrawn request does not count: nobody was talking)."""
+    now = now or utcnow()
+    stmt = (
+        select(Handoff)
+        .where(Handoff.customer_id == customer_id, Handoff.status == H.closed)
+        .where(col(Handoff.closed_at) >= now - within, col(Handoff.claimed_at).is_not(None))
+        .order_by(col(Handoff.closed_at).desc())
+        .limit(1)
+    )
+    async with unit_of_work(session):
+        return (await session.exec(stmt, execution_options=FRESH)).first()
+
+
+async def reopen_handoff(
+    *, session: AsyncSession, handoff_id: int, now: datetime | None = None
+) -> Handoff:
+    """The customer wrote again soon after the conversation closed: it is theirs and their
+    agent's again (claimed by the same agent). Raises HandoffAlreadyOpen when the customer
+    has another open one meanwhile (one open handoff per customer)."""
+    now = now or utcnow()
+    async with unit_of_work(session):
+        handoff = await _get(session, handoff_id, lock=True)
+        if handoff.status != H.closed:
+            return handoff
+        if await _open_for(session, handoff.customer_id) is not None:  # type: ignore[arg-type]
+            raise InvalidTransition("The customer has another open conversation.")
+        handoff.status = H.claimed if handoff.agent_id is not None else H.waiting
+        handoff.closed_at = None
+        _log(session, handoff, "reopened", Direction.internal, now)
     return handoff
 
 

@@ -1,6 +1,7 @@
-"""A conversation getting its person: the card names the owner (its button becomes a label),
-the topic hears it, and the customer learns someone has joined. Used by the Claim button, by
-an agent's first reply and by auto-assignment."""
+"""A conversation getting its person, and ending: the card names the owner (its button becomes
+a label), the topic hears it, and the customer learns someone has joined (the Claim button, an
+agent's first reply, auto-assignment); a closed conversation asks the customer for a rating
+(/resolve, auto-resolve)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from handlers.agents.announce import HandoffSubject, customer_unreachable, post_
 from handlers.agents.cards import relabel_card
 from handlers.core.context import DeskContext
 from handlers.core.send import Delivery, find_recipient, tell_customer
+from handlers.customer.csat import ask_for_rating
 
 
 async def show_claimed(
@@ -42,3 +44,13 @@ async def tell_customer_joined(context: DeskContext, handoff: Handoff, agent: Ag
     )
     if delivery is Delivery.BLOCKED:
         await customer_unreachable(context, handoff, recipient.customer)
+
+
+async def ask_rating(context: DeskContext, closed: Handoff) -> None:
+    """Tell the customer the conversation is closed and offer the rating; a customer who
+    blocked the bot marks the handoff unreachable instead."""
+    recipient = await find_recipient(context, closed.customer_id)
+    if recipient is None:
+        return
+    if await ask_for_rating(context, closed, recipient) is Delivery.BLOCKED:
+        await customer_unreachable(context, closed, recipient.customer)

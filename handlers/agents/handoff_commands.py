@@ -18,19 +18,17 @@ from crm_core.models import Agent, HandoffStatus
 from crm_core.services.handoffs import claim_handoff, close_handoff, get_handoff
 from handlers.agents.announce import (
     HandoffSubject,
-    customer_unreachable,
     post_html,
     set_topic_open,
 )
 from handlers.agents.assignment import assign_waiting
 from handlers.agents.cards import claimed_markup, relabel_card
-from handlers.agents.claims import show_claimed
+from handlers.agents.claims import ask_rating, show_claimed
 from handlers.agents.threads import command_rest, handoff_for_message
 from handlers.core.callbacks import CallbackDataError, parse
 from handlers.core.context import DeskContext
 from handlers.core.guards import agent_only
-from handlers.core.send import Delivery, answer_query, find_recipient, reply
-from handlers.customer.csat import ask_for_rating
+from handlers.core.send import answer_query, reply
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +85,5 @@ async def on_resolve(update: Update, context: DeskContext, agent: Agent) -> None
     await post_html(context, HandoffSubject(handoff.id), html)
     await relabel_card(context, closed, "agent_resolved_button", name=agent.display_name)
     await set_topic_open(context, closed.chat_id, closed.topic_id, False)
-    recipient = await find_recipient(context, closed.customer_id)
-    if (
-        recipient is not None
-        and await ask_for_rating(context, closed, recipient) is Delivery.BLOCKED
-    ):
-        await customer_unreachable(context, closed, recipient.customer)
+    await ask_rating(context, closed)
     await assign_waiting(context)  # a place is free: the next waiting customer may get it

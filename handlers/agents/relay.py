@@ -45,6 +45,7 @@ from handlers.agents.announce import (
     post_html,
 )
 from handlers.agents.claims import show_claimed
+from handlers.agents.idle import reopen_if_recent
 from handlers.agents.notes import NOTE_PREFIX, comment_on_complaint_here, log_note
 from handlers.agents.threads import command_rest_of, handoff_for_message
 from handlers.core.context import DeskContext, current_scope
@@ -80,6 +81,8 @@ async def relay_from_customer(update: Update, context: DeskContext) -> None:
     if await agent_chat_id(context) is None:
         return  # no agents' group: nobody to relay to, the bot answers
     handoff = await get_open_handoff(session=context.session, customer_id=customer.id)
+    if handoff is None:
+        handoff = await reopen_if_recent(context, customer)
     if handoff is None:
         return
     try:

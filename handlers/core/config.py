@@ -34,6 +34,10 @@ class DeskConfig:
     # Give waiting customers to free agents (round robin), at most agent_cap open each.
     auto_assign: bool = False
     agent_cap: int = 5
+    # Close a claimed conversation idle this long (0: never); a customer writing within
+    # reopen_hours of a close reopens it (0: the bot answers again).
+    auto_resolve_hours: float = 0
+    reopen_hours: float = 0
     # The desk's time zone (IANA name): every time a customer or an agent reads is shown in it.
     timezone: str = "UTC"
     # When people answer (empty: always) and the days they do not; SLA clocks pause outside.
