@@ -36,6 +36,7 @@ from crm_core.services.agents import get_agent
 from crm_core.services.complaints import list_customer_complaints, set_complaint_group_location
 from crm_core.services.handoffs import (
     get_handoff,
+    get_open_handoff,
     link_group_message,
     list_announced_handoffs,
     mark_unreachable,
@@ -46,6 +47,7 @@ from crm_core.services.handoffs import (
 from handlers.agents.cards import (
     TOPIC_NAME_LIMIT,
     claim_keyboard,
+    claimed_markup,
     complaint_card_html,
     complaint_keyboard,
     complaint_topic_name,
@@ -600,5 +602,36 @@ async def erase_from_group(context: DeskContext, customer_id: int) -> None:
                 await refresh_complaint(context, complaint.id)
     except Exception:
         log.exception("could not erase customer %s from the agents' group", customer_id)
+        with contextlib.suppress(Exception):
+            await context.session.rollback()
+
+
+async def handoff_card_markup(context: DeskContext, handoff: Handoff) -> Any:
+    """The buttons a handoff's card shows in its state: Claim while waiting, who has it once
+    claimed (a label)."""
+    if handoff.status == HandoffStatus.waiting:
+        return claim_keyboard(context, handoff)
+    agent = (
+        await get_agent(session=context.session, agent_id=handoff.agent_id)
+        if (handoff.agent_id is not None)
+        else None
+    )
+    if agent is None or handoff.status == HandoffStatus.closed:
+        return None
+    return claimed_markup(context, agent)
+
+
+async def refresh_handoff_card(context: DeskContext, customer_id: int) -> None:
+    """The customer's open conversation shows who they are now (after sharing a phone that
+    merged an imported record, the card gains its purchases and complaints). Best effort."""
+    try:
+        handoff = await get_open_handoff(session=context.session, customer_id=customer_id)
+        if handoff is None or handoff.chat_id is None or handoff.card_message_id is None:
+            return
+        html = await handoff_card_html(context, handoff)
+        markup = await handoff_card_markup(context, handoff)
+        await show_card(context, handoff.chat_id, handoff.card_message_id, html, markup)
+    except Exception:
+        log.exception("could not refresh the card of customer %s's conversation", customer_id)
         with contextlib.suppress(Exception):
             await context.session.rollback()

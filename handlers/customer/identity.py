@@ -22,6 +22,7 @@ from crm_core.errors import InvalidEmail, InvalidPhone
 from crm_core.models import Customer
 from crm_core.normalize import normalize_email
 from crm_core.services.customers import link_email, link_phone
+from handlers.agents.announce import refresh_handoff_card
 from handlers.core.callbacks import MenuAction
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext
@@ -68,6 +69,8 @@ async def on_contact(update: Update, context: DeskContext) -> None:
     except InvalidPhone as error:
         await reply(context, "contact_invalid", message=str(error), reply_markup=keyboard)
         return
+    assert result.customer.id is not None
+    await refresh_handoff_card(context, result.customer.id)  # the agents see who this is now
     await reply(
         context,
         "contact_linked",

@@ -8,17 +8,21 @@ from typing import Any
 
 import pytest
 
+from crm_core.clock import utcnow
 from crm_core.models import (
+    Channel,
     Direction,
     InteractionKind,
     InteractionPublic,
 )
+from crm_core.services.customers import identify_customer, link_phone
+from crm_core.services.purchases import record_purchase
 from handlers.agents.cards import CARD_LIMIT, fit_card, kb_attempts, transcript_lines
 from handlers.core.format import utf16_len
 from handlers.core.send import plain_text
 from handlers.core.texts import Texts
 from tests.handlers.conftest import HarnessFactory
-from tests.handlers.desk import GROUP_ID, drain, start
+from tests.handlers.desk import GROUP_ID, drain, open_handoff, start
 
 
 async def test_long_conversation_card_fits_one_message(harness_factory: HarnessFactory) -> None:
@@ -136,3 +140,37 @@ def test_customer_card_shows_phone_email_and_since_on_their_own_lines(verified: 
         "🏷 vip, b2b",
     ]
     assert "• H-3 closed 02 Feb 2026 · ★★☆☆☆ “slow”" in lines
+
+
+async def test_the_handoff_card_follows_a_merge_that_reveals_who_the_customer_is(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness, group = await start(harness_factory)
+    sam = harness.agent("Sam", group=group)
+    async with harness.session_factory() as session:
+        imported = await identify_customer(
+            session=session, channel=Channel.import_, external_id="shop-42", name="Alice Shopper"
+        )
+        assert imported.id is not None
+        await link_phone(
+            session=session, customer_id=imported.id, phone="+4915112345678", verified=False
+        )
+        await record_purchase(
+            session=session,
+            customer_id=imported.id,
+            amount_minor=129_900,
+            currency="EUR",
+            purchased_at=utcnow(),
+        )
+    alice = harness.customer("Alice")
+    card = await open_handoff(harness, alice, sam)
+    assert "No purchases on record" in card.text
+
+    await alice.share_contact("4915112345678")
+    await alice.expect("linked")
+    await harness.settle()
+
+    shown = harness.fake.message(GROUP_ID, card.message_id)
+    assert "1,299.00 EUR" in shown.text and "No purchases on record" not in shown.text
+    assert "+4915112345678 (verified)" in shown.text
+    assert shown.button("Claim")  # still waiting: the button stays
