@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         default=None,
         description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (webhook mode).",
     )
+    console_password: SecretStr | None = Field(
+        default=None,
+        description="Password for the supervisors' web console (/console); unset: Telegram "
+        "Login Widget sign-in only.",
+    )
 
     @field_validator("sla_hours", mode="before")
     @classmethod

@@ -1,0 +1,206 @@
+"""Starting and stopping the sandbox: the emulator, the bot polling it (exactly as the e2e
+tests' harness runs it), and the page server with the console. Self-contained on purpose: the
+bot's own start-up (``bot.runtime``) may change without touching this."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import SecretStr
+from telegram import Update
+
+from bot.app import DeskApplication, build_application
+from bot.emulator import FakeBotAPI, FakeChat, FakeUser
+from bot.settings import Settings
+from crm_core.migrate import ensure_database_current
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+GROUP_ID = -1001000000001
+SUPERVISOR = FakeUser(id=1001, first_name="Sue", last_name="Supervisor", username="sue")
+AGENTS = (
+    FakeUser(id=1002, first_name="Sam", username="sam_agent"),
+    FakeUser(id=1003, first_name="Robin", username="robin_agent"),
+)
+FIRST_CUSTOMER_ID = 2001
+POLL_TIMEOUT_SECONDS = 10
+USERS_FILE = "sandbox-customers.json"
+
+
+class SandboxError(Exception):
+    """Something the person starting the sandbox must fix (a port in use, a bad folder)."""
+
+
+@dataclass
+class Sandbox:
+    data_dir: Path
+    emulator: FakeBotAPI
+    settings: Settings
+    group: FakeChat
+    supervisor: FakeUser = field(default_factory=lambda: SUPERVISOR)
+    agents: tuple[FakeUser, ...] = AGENTS
+    customers: list[FakeUser] = field(default_factory=list)
+    application: DeskApplication | None = None
+    runner: web.AppRunner | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/"
+
+    @property
+    def app(self) -> DeskApplication:
+        assert self.application is not None, "sandbox not started"
+        return self.application
+
+    def user(self, user_id: int) -> FakeUser | None:
+        chat = self.emulator.chats.get(user_id)
+        return chat.user if chat is not None and chat.type == "private" else None
+
+    def add_customer(self, first_name: str, last_name: str | None = None) -> FakeUser:
+        next_id = max([FIRST_CUSTOMER_ID - 1, *(c.id for c in self.customers)]) + 1
+        customer = FakeUser(id=next_id, first_name=first_name, last_name=last_name)
+        self.customers.append(customer)
+        self.emulator.private_chat(customer)
+        self._save_customers()
+        return customer
+
+    def _save_customers(self) -> None:
+        rows = [{"id": c.id, "first_name": c.first_name, "last_name": c.last_name}
+                for c in self.customers]  # fmt: skip
+        (self.data_dir / USERS_FILE).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+    def _load_customers(self) -> None:
+        path = self.data_dir / USERS_FILE
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+            for row in rows:
+                user = FakeUser(id=int(row["id"]), first_name=str(row["first_name"]),
+                                last_name=row.get("last_name"))  # fmt: skip
+                self.customers.append(user)
+                self.emulator.private_chat(user)
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s is unreadable; starting with no customers", path)
+
+
+def sandbox_settings(emulator: FakeBotAPI, data_dir: Path, **overrides: Any) -> Settings:
+    """The bot's settings for the sandbox: the emulator, SQLite in the data folder, the
+    embedded defaults otherwise (DESKBOT_* variables still apply, e.g. DESKBOT_KB_DIR)."""
+    values: dict[str, Any] = {
+        "telegram_token": SecretStr(emulator.token),
+        "telegram_api_url": emulator.api_url,
+        "telegram_file_api_url": emulator.file_url,
+        "database_url": f"sqlite+aiosqlite:///{(data_dir / 'deskbot.db').resolve()}",
+        "agent_chat_id": GROUP_ID,
+        "supervisor_ids": [SUPERVISOR.id],
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)
+
+
+def _build_world(emulator: FakeBotAPI) -> FakeChat:
+    group = emulator.add_group(GROUP_ID, "Agents", forum=True)
+    for person, status in ((SUPERVISOR, "administrator"), *((a, "member") for a in AGENTS)):
+        emulator.private_chat(person)
+        group.members[person.id] = status
+    return group
+
+
+async def start_sandbox(
+    data_dir: Path,
+    *,
+    port: int = DEFAULT_PORT,
+    group_rate_limit: bool = False,
+    **settings_overrides: Any,
+) -> Sandbox:
+    """Everything running; the page is at ``sandbox.url``. Raises SandboxError when the port
+    is taken (checked before the database and the bot are touched)."""
+    from bot.sandbox.page import build_page_app  # the page imports the console: load late
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    bot_id = 7_000_000_000 + secrets.randbelow(10**6)
+    emulator = FakeBotAPI(f"{bot_id}:{secrets.token_urlsafe(26)}", bot_username="deskbot_sandbox")
+    if group_rate_limit:
+        emulator.group_messages_per_minute = 20
+    group = _build_world(emulator)
+    await emulator.start()  # on a free port of its own: the settings need its address
+    sandbox = Sandbox(
+        data_dir=data_dir,
+        emulator=emulator,
+        settings=sandbox_settings(emulator, data_dir, **settings_overrides),
+        group=group,
+    )
+    sandbox.runner = web.AppRunner(build_page_app(sandbox), access_log=None)
+    await sandbox.runner.setup()
+    site = web.TCPSite(sandbox.runner, HOST, port)
+    try:
+        await site.start()
+    except OSError as error:
+        await sandbox.runner.cleanup()
+        await emulator.stop()
+        if error.errno == errno.EADDRINUSE:
+            raise SandboxError(
+                f"port {port} on {HOST} is already in use; choose another with --port"
+            ) from None
+        raise SandboxError(f"cannot listen on {HOST}:{port}: {error.strerror}") from None
+    sockets = site._server.sockets  # type: ignore[union-attr]
+    sandbox.port = int(sockets[0].getsockname()[1])
+    try:
+        sandbox._load_customers()
+        await ensure_database_current(sandbox.settings.database_url)
+        sandbox.application = await _start_bot(sandbox.settings)
+    except BaseException:
+        await stop_sandbox(sandbox)
+        raise
+    return sandbox
+
+
+async def _start_bot(settings: Settings) -> DeskApplication:
+    """The real Application, long-polling the emulator through PTB's HTTP stack."""
+    application = build_application(settings)
+    await application.initialize()
+    if application.post_init is not None:  # run_polling would call it
+        await application.post_init(application)
+    assert application.updater is not None
+    await application.updater.start_polling(
+        timeout=POLL_TIMEOUT_SECONDS, allowed_updates=Update.ALL_TYPES
+    )
+    await application.start()
+    return application
+
+
+async def stop_sandbox(sandbox: Sandbox) -> None:
+    application, sandbox.application = sandbox.application, None
+    if application is not None:
+        assert application.updater is not None
+        if application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
+        await application.shutdown()
+    if sandbox.runner is not None:
+        await sandbox.runner.cleanup()
+        sandbox.runner = None
+    await sandbox.emulator.stop()
+
+
+async def serve_forever(data_dir: Path, *, port: int, group_rate_limit: bool) -> None:
+    """``deskbot sandbox``: start, print the address, run until cancelled (Ctrl-C)."""
+    sandbox = await start_sandbox(data_dir, port=port, group_rate_limit=group_rate_limit)
+    try:
+        print(f"deskbot sandbox is running: open {sandbox.url}", flush=True)
+        print(f"  supervisors' console: {sandbox.url}console", flush=True)
+        print(f"  data: {data_dir}  (Ctrl-C stops)", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await stop_sandbox(sandbox)
