@@ -34,14 +34,15 @@ def register(sub: Any) -> None:
         type=Path,
         default=DEFAULT_DATA_DIR,
         metavar="DIR",
-        help=f"folder for the SQLite database and the sandbox's people (default ./{DEFAULT_DATA_DIR})",
+        help=f"folder for the SQLite database and the sandbox's people "
+        f"(default ./{DEFAULT_DATA_DIR})",
     )
     parser.add_argument(
         "--port",
         type=int,
         default=DEFAULT_PORT,
         metavar="N",
-        help=f"port of the page on 127.0.0.1 (default {DEFAULT_PORT})",
+        help=f"port of the page on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free port)",
     )
     parser.add_argument(
         "--group-limit",
@@ -55,8 +56,8 @@ def sandbox_command(args: argparse.Namespace) -> int:
     from bot.logging_setup import setup_logging
     from bot.sandbox.run import SandboxError, serve_forever
 
-    if not 0 < args.port < 65536:
-        return _usage_error(f"--port {args.port} is not a port (1-65535)")
+    if not 0 <= args.port < 65536:
+        return _usage_error(f"--port {args.port} is not a port (1-65535, or 0 for any free one)")
     if args.data.exists() and not args.data.is_dir():
         return _usage_error(f"--data {args.data} is a file, not a folder")
     try:

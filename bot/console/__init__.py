@@ -325,8 +325,10 @@ async def _complaint_status(request: web.Request, session: Session) -> web.Strea
     except DomainError as error:
         session.flash.append(str(error))
     else:
-        told = "The customer was told." if delivery is Delivery.SENT else (
-            "The customer could not be reached."
+        told = (
+            "The customer was told."
+            if delivery is Delivery.SENT
+            else ("The customer could not be reached.")
         )
         session.flash.append(f"{reference} is now {status.replace('_', ' ')}. {told}")
     raise web.HTTPSeeOther(f"/console/complaints/{reference}")

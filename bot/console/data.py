@@ -126,7 +126,11 @@ async def complaint_detail(session: AsyncSession, reference: str) -> dict[str, A
     complaint = await get_complaint(session=session, reference=reference)
     history = await complaint_history(session=session, reference=complaint.reference)
     names = await _names(session, [complaint.customer_id])
-    return {"complaint": complaint, "history": history, "customer": names.get(complaint.customer_id)}
+    return {
+        "complaint": complaint,
+        "history": history,
+        "customer": names.get(complaint.customer_id),
+    }
 
 
 async def customers(session: AsyncSession, query: str) -> list[Customer]:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from bot.console import ConsoleConfig, add_console
 from bot.console.auth import sign_login_widget
-from bot.emulator import FakeChat, FakeUser, StoredMessage
+from bot.emulator import FakeBotAPI, FakeChat, FakeUser, StoredMessage
 from bot.sandbox.render import current_keyboard, message_view
 
 if TYPE_CHECKING:
@@ -63,8 +64,9 @@ def build_page_app(sandbox: Sandbox) -> web.Application:
             bot_token=sandbox.emulator.token,
             bot_username=sandbox.emulator.bot_user.username or "",
             supervisor_ids=frozenset({sandbox.supervisor.id}),
-            password=None,
+            password=sandbox.settings.console_password,
             show_widget=False,  # the widget's script comes from telegram.org: not offline
+            timezone=str(sandbox.settings.timezone),
         ),
     )
     app.middlewares.append(_security_headers)
@@ -190,10 +192,14 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 seen = emulator.version
                 await response.write(f"event: change\ndata: {seen}\n\n".encode())
             try:
-                await emulator.wait_for(lambda: emulator.version != seen, HEARTBEAT_SECONDS)
+                await emulator.wait_for(_moved_from(emulator, seen), HEARTBEAT_SECONDS)
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
     return response
+
+
+def _moved_from(emulator: FakeBotAPI, version: int) -> Callable[[], bool]:
+    return lambda: emulator.version != version
 
 
 async def _file(request: web.Request) -> web.Response:
@@ -324,7 +330,7 @@ async def _upload(request: web.Request) -> web.Response:
     content, file_name, mime = b"", "", ""
     reader = await request.multipart()
     async for part in reader:
-        if not isinstance(part, web.BodyPartReader) or part.name is None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
             continue
         if part.name == "file":
             file_name = part.filename or "file"

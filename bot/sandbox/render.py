@@ -137,9 +137,7 @@ def message_view(emulator: FakeBotAPI, message: StoredMessage) -> dict[str, Any]
     return view
 
 
-def current_keyboard(
-    emulator: FakeBotAPI, chat_id: int
-) -> list[list[dict[str, Any]]] | None:
+def current_keyboard(emulator: FakeBotAPI, chat_id: int) -> list[list[dict[str, Any]]] | None:
     """The reply keyboard the bot last set in a private chat (None once removed)."""
     for message in reversed(emulator.messages):
         if message.chat_id != chat_id or not message.from_bot or not message.reply_markup:
@@ -148,13 +146,14 @@ def current_keyboard(
         if markup.get("remove_keyboard"):
             return None
         if "keyboard" in markup:
-            return [
-                [_keyboard_button(button) for button in row] for row in markup["keyboard"]
-            ]
+            return [[_keyboard_button(button) for button in row] for row in markup["keyboard"]]
     return None
 
 
 def _keyboard_button(button: Any) -> dict[str, Any]:
     if isinstance(button, str):
         return {"text": button, "request_contact": False}
-    return {"text": str(button.get("text", "")), "request_contact": bool(button.get("request_contact"))}
+    return {
+        "text": str(button.get("text", "")),
+        "request_contact": bool(button.get("request_contact")),
+    }

@@ -127,7 +127,7 @@ async def start_sandbox(
     is taken (checked before the database and the bot are touched)."""
     from bot.sandbox.page import build_page_app  # the page imports the console: load late
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     bot_id = 7_000_000_000 + secrets.randbelow(10**6)
     emulator = FakeBotAPI(f"{bot_id}:{secrets.token_urlsafe(26)}", bot_username="deskbot_sandbox")
     if group_rate_limit:
@@ -158,16 +158,18 @@ async def start_sandbox(
     try:
         sandbox._load_customers()
         await ensure_database_current(sandbox.settings.database_url)
-        sandbox.application = await _start_bot(sandbox.settings)
+        sandbox.application = await _start_bot(sandbox.settings, emulator)
     except BaseException:
         await stop_sandbox(sandbox)
         raise
     return sandbox
 
 
-async def _start_bot(settings: Settings) -> DeskApplication:
+async def _start_bot(settings: Settings, emulator: FakeBotAPI) -> DeskApplication:
     """The real Application, long-polling the emulator through PTB's HTTP stack."""
     application = build_application(settings)
+    # The emulator learns when an update is fully handled (``wait_processed``), as in tests.
+    application.update_observers.append(emulator.note_processed)
     await application.initialize()
     if application.post_init is not None:  # run_polling would call it
         await application.post_init(application)

@@ -6,24 +6,25 @@ each step is kept (see ``browser.artifacts_dir``)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.sandbox.run import Sandbox, start_sandbox, stop_sandbox
+from bot.sandbox.run import Sandbox
 from tests.bot.sandbox.browser import artifacts_dir, chromium, require_chromium
 
 STEP_TIMEOUT_MS = 10_000
+# A real 1x1 PNG, so that the browser draws it.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cf00000301010018dd8db00000000049454e44ae426082"
+)
 
 
-@pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    require_chromium()
-    running = await start_sandbox(tmp_path / "data", port=0)
-    yield running
-    await stop_sandbox(running)
+@pytest.fixture(autouse=True)
+def _needs_chromium() -> None:
+    require_chromium()  # before the sandbox starts: a skip costs nothing
 
 
 def pane(page: Any, role: str) -> Any:
@@ -69,6 +70,13 @@ async def test_a_new_user_tries_the_whole_desk(sandbox: Sandbox, tmp_path: Path)
         question = await bot_says(page, "customer", "What is it about?")
         await question.locator(".inline-button", has_text="Delivery").click()
         await bot_says(page, "customer", "describe what happened")
+        picture = tmp_path / "crushed-parcel.png"
+        picture.write_bytes(PNG)
+        await pane(page, "customer").locator("input[type=file]").set_input_files(picture)
+        await bot_says(page, "customer", "File attached (1 so far)")
+        shown = pane(page, "customer").locator(".msg.out img.photo")
+        await expect(shown).to_be_visible()
+        assert await shown.evaluate("img => img.naturalWidth") == 1, "the picture itself is shown"
         await say(page, "customer", "The parcel arrived <b>crushed</b> & wet")
         summary = await bot_says(page, "customer", "Submit it?")
         await summary.locator(".inline-button", has_text="Submit").click()
@@ -90,7 +98,11 @@ async def test_a_new_user_tries_the_whole_desk(sandbox: Sandbox, tmp_path: Path)
         topic = group.locator(".topic", has_text="Alice").first
         await expect(topic).to_be_visible(timeout=STEP_TIMEOUT_MS)
         await topic.click()
-        card = pane(page, "group").locator(".msg.bot", has=page.locator(".inline-button", has_text="Claim")).last
+        card = (
+            pane(page, "group")
+            .locator(".msg.bot", has=page.locator(".inline-button", has_text="Claim"))
+            .last
+        )
         await expect(card).to_be_visible(timeout=STEP_TIMEOUT_MS)
         await card.locator(".inline-button", has_text="Claim").click()
         await bot_says(page, "group", "took this conversation")
@@ -113,7 +125,9 @@ async def test_a_new_user_tries_the_whole_desk(sandbox: Sandbox, tmp_path: Path)
         row = console.locator("tr", has_text=reference.group(0))
         await expect(row).to_be_visible()
         await expect(row).to_contain_text("<b>crushed</b>")  # escaped, shown as typed
-        await console.screenshot(path=shots / "06-supervisor-sees-the-complaint.png", full_page=True)
+        await console.screenshot(
+            path=shots / "06-supervisor-sees-the-complaint.png", full_page=True
+        )
         assert not errors, errors
     assert sorted(p.name for p in shots.iterdir()) == [
         "01-customer-gets-an-answer.png",
