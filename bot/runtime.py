@@ -12,6 +12,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.app import build_application
+from bot.console.serve import serve_console
 from bot.logging_setup import setup_logging
 from bot.settings import Settings
 
@@ -29,6 +30,7 @@ def run(settings: Settings, *, webhook: bool = False) -> None:
     )
     application = build_application(settings)
     _reload_knowledge_base_on_sighup(application)
+    serve_console(application, settings)  # when DESKBOT_CONSOLE_PORT is set
     if not webhook:
         log.info("starting long polling against %s", settings.telegram_api_url)
         # ALL_TYPES: chat_member updates are only delivered when asked for explicitly.

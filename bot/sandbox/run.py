@@ -185,6 +185,10 @@ async def stop_sandbox(sandbox: Sandbox) -> None:
     application, sandbox.application = sandbox.application, None
     if application is not None:
         assert application.updater is not None
+        # Answer the bot's pending long poll now rather than at its timeout (what the
+        # emulator's own stop does), so that Ctrl-C stops at once.
+        sandbox.emulator._closing = True
+        sandbox.emulator._notify()
         if application.updater.running:
             await application.updater.stop()
         if application.running:
