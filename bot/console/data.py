@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,6 +18,7 @@ from crm_core.models import (
     ComplaintCategory,
     ComplaintStatus,
     Customer,
+    Direction,
     Interaction,
     InteractionKind,
     Severity,
@@ -29,6 +31,7 @@ from crm_core.services.stats import ComplaintStats, complaint_stats
 
 TIMELINE_LIMIT = 500
 LIST_LIMIT = 200
+GAP_SCAN_LIMIT = 5000
 
 
 @dataclass(frozen=True)
@@ -154,17 +157,34 @@ async def customer_360(session: AsyncSession, customer_id: int) -> Customer360:
 
 
 async def knowledge_gaps(session: AsyncSession, days: int) -> list[dict[str, Any]]:
-    """Questions the knowledge base had no answer for, most asked first."""
+    """Questions the knowledge base had no answer for, most asked first. The bot logs its
+    "no answer" reply (``kb_none``); the question is the customer's message just before it."""
     since = utcnow() - timedelta(days=days)
-    question = func.lower(func.trim(col(Interaction.text)))
+    reply = aliased(Interaction)
+    question = (
+        select(Interaction.text)
+        .where(
+            Interaction.customer_id == reply.customer_id,
+            Interaction.direction == Direction.inbound,
+            col(Interaction.id) < reply.id,
+        )
+        .order_by(col(Interaction.id).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     stmt = (
-        select(question, func.count(), func.max(col(Interaction.occurred_at)))
-        .where(Interaction.kind == InteractionKind.kb_none, col(Interaction.occurred_at) >= since)
-        .where(col(Interaction.text).is_not(None))
-        .group_by(question)
-        .order_by(func.count().desc(), func.max(col(Interaction.occurred_at)).desc())
-        .limit(LIST_LIMIT)
+        select(question, reply.occurred_at)
+        .where(reply.kind == InteractionKind.kb_none, reply.occurred_at >= since)
+        .order_by(reply.occurred_at.desc())  # type: ignore[attr-defined]
+        .limit(GAP_SCAN_LIMIT)
     )
     rows = (await session.exec(stmt)).all()
     await session.commit()
-    return [{"question": q, "count": n, "last": last} for q, n, last in rows]
+    gaps: dict[str, dict[str, Any]] = {}
+    for text, when in rows:
+        if not text or not text.strip():
+            continue
+        key = " ".join(text.lower().split())
+        gap = gaps.setdefault(key, {"question": text.strip(), "count": 0, "last": when})
+        gap["count"] += 1
+    return sorted(gaps.values(), key=lambda g: (-g["count"], -g["last"].timestamp()))[:LIST_LIMIT]

@@ -187,7 +187,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     seen = -1
     with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
-        while True:
+        while not emulator._closing:  # the sandbox is stopping: let the page reconnect later
             if emulator.version != seen:
                 seen = emulator.version
                 await response.write(f"event: change\ndata: {seen}\n\n".encode())

@@ -140,7 +140,8 @@ async def start_sandbox(
         settings=sandbox_settings(emulator, data_dir, **settings_overrides),
         group=group,
     )
-    sandbox.runner = web.AppRunner(build_page_app(sandbox), access_log=None)
+    # An open page keeps its event stream open: do not wait the default minute for it.
+    sandbox.runner = web.AppRunner(build_page_app(sandbox), access_log=None, shutdown_timeout=2)
     await sandbox.runner.setup()
     site = web.TCPSite(sandbox.runner, HOST, port)
     try:

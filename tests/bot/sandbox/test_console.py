@@ -167,14 +167,18 @@ async def _evil_customer_with_complaint(sandbox: Sandbox) -> tuple[int, str]:
         complaint = await file_complaint(
             session=session, customer_id=customer.id, category="delivery", description=EVIL_TEXT
         )
-        await log_interaction(
-            session=session,
-            customer_id=customer.id,
-            channel="telegram",
-            direction=Direction.inbound,
-            kind=InteractionKind.kb_none,
-            text=EVIL_TEXT,
-        )
+        for direction, kind, text in (
+            (Direction.inbound, InteractionKind.message, EVIL_TEXT),
+            (Direction.outbound, InteractionKind.kb_none, "Sorry, I have no answer to that yet."),
+        ):
+            await log_interaction(
+                session=session,
+                customer_id=customer.id,
+                channel="telegram",
+                direction=direction,
+                kind=kind,
+                text=text,
+            )
         return customer.id, complaint.reference
 
 
@@ -200,6 +204,8 @@ async def test_customer_html_is_escaped_on_every_page(
         assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     detail = await (await http.get(f"/console/complaints/{reference}")).text()
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in detail
+    gaps = await (await http.get("/console/gaps")).text()
+    assert "&lt;b&gt;bold&lt;/b&gt;" in gaps and "no answer to that" not in gaps
     who = await (await http.get(f"/console/customers/{customer_id}")).text()
     assert "&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;" in who
 
@@ -244,3 +250,19 @@ async def test_stats_json_with_a_session(sandbox: Sandbox, http: aiohttp.ClientS
     stats = await (await http.get("/console/api/stats?days=7")).json()
     assert stats["total"] == 1 and stats["by_category"]["delivery"] == 1
     assert stats["open_complaints"] == [reference]
+
+
+async def test_questions_the_bot_could_not_answer_are_the_gaps(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    bea = sandbox.add_customer("Bea")
+    for _ in range(2):
+        since = len(sandbox.emulator.messages)
+        sandbox.emulator.push_message(bea, "What is the meaning of life?")
+        await sandbox.emulator.wait_for_message(bea.id, "no answer", since=since)
+    await sandbox.emulator.wait_processed()
+    await _sign_in(http, sandbox)
+    page = await (await http.get("/console/gaps")).text()
+    row = re.search(r"<tr><td class=\"text\">(.*?)</td><td>(\d+)</td>", page)
+    assert row is not None, page
+    assert row.groups() == ("What is the meaning of life?", "2")

@@ -178,3 +178,13 @@ async def test_deskbot_sandbox_prints_its_address_and_stops_on_ctrl_c(tmp_path: 
         code = await asyncio.wait_for(process.wait(), 30)
     assert code == 0
     assert (tmp_path / "d" / "deskbot.db").exists()
+
+
+async def test_the_contact_button_shares_the_customers_own_number(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    bea = sandbox.add_customer("Bea")
+    shared = await http.post("/api/contact", json={"user_id": bea.id})
+    assert shared.status == 200
+    linked = await sandbox.emulator.wait_for_message(bea.id, "is now linked")
+    assert "+49 " in linked.text  # masked by the bot, as it should be
