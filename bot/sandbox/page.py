@@ -131,6 +131,12 @@ async def _world(request: web.Request) -> web.Response:
             "supervisor": _person(sandbox.supervisor),
             "group": {"id": group.id, "title": group.title, "topics": topics},
             "version": sandbox.emulator.version,
+            # What Telegram refused the bot (bad HTML, too long, blocked...): mistakes show here.
+            "api_errors": [
+                {"method": r.method, "error": r.error.description}
+                for r in sandbox.emulator.requests[-2000:]
+                if r.error is not None and r.method != "getUpdates"
+            ][-20:],
             "console_login": "/console/auth/telegram?" + _query(login),
         }
     )

@@ -289,6 +289,10 @@ async function refreshWorld() {
   document.getElementById("supervisor-title").textContent =
     world.supervisor.name + " (supervisor) with " + world.bot.name;
   document.getElementById("console-link").href = world.console_login;
+  const errors = document.getElementById("api-errors");
+  errors.hidden = !world.api_errors.length;
+  errors.textContent = "⚠ Telegram refused " + world.api_errors.length + " request(s)";
+  errors.title = world.api_errors.map((e) => e.method + ": " + e.error).join("\n");
   if (state.topic !== "general" && !world.group.topics.some((t) => t.id === state.topic)) {
     state.topic = "general";
   }

@@ -54,12 +54,11 @@ async def chromium() -> AsyncIterator[Any]:
             await browser.close()
 
 
-def artifacts_dir(tmp_path: Path, name: str) -> Path:
-    """Where screenshots go: ``$DESKBOT_TEST_ARTIFACTS`` (CI keeps it) or ``test-artifacts/``
-    at the repository root when it exists, else under the test's tmp dir."""
+def artifacts_dir(name: str) -> Path:
+    """Where screenshots are kept: ``$DESKBOT_TEST_ARTIFACTS/<name>``, else
+    ``test-artifacts/<name>`` at the repository root (gitignored), emptied first."""
     root = os.environ.get("DESKBOT_TEST_ARTIFACTS")
-    repo_artifacts = Path(__file__).resolve().parents[3] / "test-artifacts"
-    base = Path(root) if root else repo_artifacts if repo_artifacts.is_dir() else tmp_path
+    base = Path(root) if root else Path(__file__).resolve().parents[3] / "test-artifacts"
     folder = base / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

@@ -188,3 +188,16 @@ async def test_the_contact_button_shares_the_customers_own_number(
     assert shared.status == 200
     linked = await sandbox.emulator.wait_for_message(bea.id, "is now linked")
     assert "+49 " in linked.text  # masked by the bot, as it should be
+
+
+async def test_what_telegram_refused_the_bot_is_listed_on_the_page(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    bea = sandbox.add_customer("Bea")
+    sandbox.emulator.block(bea.id)
+    sandbox.emulator.push_message(bea, "/start")
+    await sandbox.emulator.wait_processed()
+    world = await (await http.get("/api/world")).json()
+    assert {"method": "sendMessage", "error": "Forbidden: bot was blocked by the user"} in world[
+        "api_errors"
+    ]

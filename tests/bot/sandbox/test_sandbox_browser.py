@@ -49,7 +49,7 @@ async def bot_says(page: Any, role: str, text: str) -> Any:
 async def test_a_new_user_tries_the_whole_desk(sandbox: Sandbox, tmp_path: Path) -> None:
     from playwright.async_api import expect
 
-    shots = artifacts_dir(tmp_path, "sandbox")
+    shots = artifacts_dir("sandbox")
     async with chromium() as context:
         page = await context.new_page()
         errors: list[str] = []
