@@ -17,7 +17,7 @@ import contextlib
 import json
 from collections.abc import Callable
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 
@@ -25,9 +25,7 @@ from bot.console import ConsoleConfig, add_console
 from bot.console.auth import sign_login_widget
 from bot.emulator import FakeBotAPI, FakeChat, FakeUser, StoredMessage
 from bot.sandbox.render import current_keyboard, message_view
-
-if TYPE_CHECKING:
-    from bot.sandbox.run import Sandbox
+from bot.sandbox.world import Sandbox
 
 SANDBOX_KEY: web.AppKey[Sandbox] = web.AppKey("sandbox")
 STATIC = files("bot.sandbox") / "static"
