@@ -19,6 +19,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.app import RATE_LIMIT_RETRIES, DeskApplication, build_application
+from bot.console.serve import serve_console
 from bot.inbox_runtime import InboxRuntime
 from bot.logging_setup import setup_logging
 from bot.metrics import DeskMetrics, MeteredRateLimiter
@@ -45,6 +46,7 @@ async def serve(settings: Settings, *, webhook: bool) -> None:
         settings, rate_limiter=MeteredRateLimiter(metrics, max_retries=RATE_LIMIT_RETRIES)
     )
     _reload_knowledge_base_on_sighup(application)
+    serve_console(application, settings)  # when DESKBOT_CONSOLE_PORT is set
     runtime = InboxRuntime(application, settings, metrics)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -157,6 +157,20 @@ class Settings(BaseSettings):
         default=None,
         description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token (webhook mode).",
     )
+    console_port: int | None = Field(
+        default=None,
+        gt=0,
+        lt=65536,
+        description="Port of the supervisors' web console served by `deskbot run`; unset: off.",
+    )
+    console_listen: str = Field(
+        default="127.0.0.1", description="Address the web console binds (put TLS in front)."
+    )
+    console_password: SecretStr | None = Field(
+        default=None,
+        description="Password for the supervisors' web console (/console); unset: Telegram "
+        "Login Widget sign-in only.",
+    )
 
     # --- Update inbox and runtime ------------------------------------------------------------
     inbox_workers: int = Field(

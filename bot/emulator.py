@@ -9,7 +9,8 @@ What it checks like Telegram does:
 - HTML ``parse_mode``: only Telegram's tags, balanced, ``&``/``<`` escaped -> else 400
   "Bad Request: can't parse entities: ..."; 4096 characters after parsing (1024 for captions).
 - Users marked blocked (:meth:`FakeBotAPI.block`) -> 403 "Forbidden: bot was blocked by the user".
-- Rate rules (:meth:`FakeBotAPI.rate_limit`) -> 429 with ``parameters.retry_after``.
+- Rate rules (:meth:`FakeBotAPI.rate_limit`) -> 429 with ``parameters.retry_after``; with
+  ``group_messages_per_minute = 20`` Telegram's own limit for groups applies too.
 - Forum topics: unknown/deleted ``message_thread_id`` -> 400 "Bad Request: message thread not
   found"; migrated groups -> 400 with ``parameters.migrate_to_chat_id``.
 
@@ -17,6 +18,9 @@ Tests push updates (``push_message``, ``push_callback``, ``push_contact``, ``pus
 which ``getUpdates`` long-polls for, and wait on what the bot did with
 ``await fake.wait_for_message(chat_id, contains="Hello")`` or ``await fake.wait_for(predicate)``.
 Waiting is event-driven (no sleeps): every recorded request or state change wakes waiters.
+
+``deskbot sandbox`` (:mod:`bot.sandbox`) runs the real bot against this same emulator and shows
+it in a browser page; :attr:`FakeBotAPI.version` counts changes, for the page's live updates.
 """
 
 from __future__ import annotations
@@ -314,6 +318,11 @@ class FakeBotAPI:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._failures: list[tuple[str, ApiError]] = []
+        # Grows on every change: the sandbox page re-reads the world when it moves.
+        self.version = 0
+        # Telegram's "20 messages a minute per group" (None: off, as most tests want).
+        self.group_messages_per_minute: int | None = None
+        self._group_sends: dict[int, list[float]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -503,9 +512,15 @@ class FakeBotAPI:
         return self.push_message(user, extra={"contact": contact})
 
     def push_photo(
-        self, user: FakeUser, *, caption: str | None = None, chat: FakeChat | None = None
+        self,
+        user: FakeUser,
+        *,
+        caption: str | None = None,
+        chat: FakeChat | None = None,
+        content: bytes = b"\x89PNG fake photo",
+        thread_id: int | None = None,
     ) -> StoredMessage:
-        file_id = self._new_file(b"\x89PNG fake photo")
+        file_id = self._new_file(content)
         self.file_kinds[file_id] = self.file_kinds[f"{file_id}_s"] = "photo"
         sizes = [
             {"file_id": f"{file_id}_s", "file_unique_id": f"u{file_id}s", "width": 90,
@@ -513,11 +528,13 @@ class FakeBotAPI:
             {"file_id": file_id, "file_unique_id": f"u{file_id}", "width": 800, "height": 800,
              "file_size": 50_000},
         ]  # fmt: skip
-        self.files[f"{file_id}_s"] = b"\x89PNG small"
+        # A real picture (the sandbox's uploads) is its own thumbnail.
+        small = b"\x89PNG small" if content == b"\x89PNG fake photo" else content
+        self.files[f"{file_id}_s"] = small
         extra: dict[str, Any] = {"photo": sizes}
         if caption:
             extra["caption"] = caption
-        return self.push_message(user, extra=extra, chat=chat)
+        return self.push_message(user, extra=extra, chat=chat, thread_id=thread_id)
 
     def push_document(
         self,
@@ -527,6 +544,8 @@ class FakeBotAPI:
         mime_type: str = "application/pdf",
         caption: str | None = None,
         content: bytes = b"%PDF fake",
+        chat: FakeChat | None = None,
+        thread_id: int | None = None,
     ) -> StoredMessage:
         file_id = self._new_file(content)
         self.file_kinds[file_id] = "document"
@@ -537,7 +556,7 @@ class FakeBotAPI:
         extra: dict[str, Any] = {"document": document}
         if caption:
             extra["caption"] = caption
-        return self.push_message(user, extra=extra)
+        return self.push_message(user, extra=extra, chat=chat, thread_id=thread_id)
 
     def push_sticker(self, user: FakeUser, emoji: str = "👍") -> StoredMessage:
         file_id = self._new_file(b"sticker")
@@ -707,6 +726,7 @@ class FakeBotAPI:
     # --- internals ----------------------------------------------------------------------------
 
     def _notify(self) -> None:
+        self.version += 1
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -808,6 +828,35 @@ class FakeBotAPI:
                 f"Too Many Requests: retry after {rule.retry_after}",
                 {"retry_after": rule.retry_after},
             )
+        self._check_group_rate(method, params)
+
+    _GROUP_SENDS = frozenset(
+        {"sendMessage", "sendPhoto", "sendDocument", "copyMessage", "forwardMessage"}
+    )
+
+    def _check_group_rate(self, method: str, params: dict[str, Any]) -> None:
+        """Telegram's 20 messages a minute per group, when :attr:`group_messages_per_minute`
+        is set: a 429 whose ``retry_after`` is when the oldest send leaves the window."""
+        limit = self.group_messages_per_minute
+        chat_id = params.get("chat_id")
+        if limit is None or method not in self._GROUP_SENDS or chat_id is None:
+            return
+        try:
+            chat_id = int(chat_id)
+        except (TypeError, ValueError):
+            return
+        if chat_id >= 0:
+            return
+        now = time.monotonic()
+        window = [t for t in self._group_sends.get(chat_id, []) if now - t < 60]
+        if len(window) >= limit:
+            self._group_sends[chat_id] = window
+            retry_after = max(1, int(60 - (now - window[0])) + 1)
+            raise ApiError(
+                429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
+            )
+        window.append(now)
+        self._group_sends[chat_id] = window
 
     # --- updates ------------------------------------------------------------------------------
 
