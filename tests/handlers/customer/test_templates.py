@@ -39,7 +39,7 @@ CUSTOMER_TEMPLATES: dict[str, dict[str, object]] = {
     "contact_linked": {"phone": HOSTILE, "merged": True}, "contact_prompt": {},
     "email_usage": {}, "email_invalid": {"message": HOSTILE}, "email_in_use": {},
     "email_linked": {"email": HOSTILE, "merged": True},
-    "handoff_opened": {}, "handoff_already_open": {}, "handoff_no_agents": {},
+    "handoff_opened": {"position": 3, "typical": "12 minutes"}, "handoff_already_open": {}, "handoff_no_agents": {},
     "mycomplaints_none": {}, "mycomplaints_list": {"complaints": [ROW], "more": 3},
     "complaint_history": {"reference": HOSTILE, "category": HOSTILE, "status": HOSTILE,
                           "description": HOSTILE, "attachments": 1, "events": [EVENT]},
