@@ -19,15 +19,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import select
 from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop, BaseHandler, TypeHandler
 
-from crm_core.models import Channel, Direction, Interaction, InteractionKind
-from crm_core.services.customers import identify_customer
-from crm_core.services.interactions import log_interaction
-from handlers.core.context import DeskContext, UpdateScope, current_scope
+from crm_core.models import Channel, Direction, InteractionKind
+from crm_core.services.customers import identify_sender_no_commit
+from crm_core.services.flows import get_flow_no_commit
+from crm_core.services.handoffs import get_open_handoff_no_commit
+from crm_core.services.interactions import add_interaction_no_commit
+from crm_core.services.transactions import unit_of_work
+from handlers.core.context import DeskContext, current_scope
+from handlers.core.flows import chat_key
 
 
 def inbound_key(update_id: int) -> str:
@@ -97,40 +100,58 @@ async def record_inbound(update: Update, context: DeskContext) -> None:
     if not _is_private_customer_update(update):
         return
     user = update.effective_user
-    assert user is not None
+    chat = update.effective_chat
+    assert user is not None and chat is not None
     scope = current_scope()
-    if await _already_recorded(scope, inbound_key(update.update_id)):
-        # Checked before identifying: a redelivered update of a customer who has since been
-        # erased (/forgetme) must not bring them back as a new customer.
+    key = inbound_key(update.update_id)
+    kind, text, details = describe_inbound(update)
+    # One transaction for the whole edge: the duplicate check, the customer, the inbound row
+    # and the chat's flow (which the flow dispatcher and the relay read next).
+    async with unit_of_work(scope.session):
+        # None when the update was logged already: checked before identifying, so that a
+        # redelivered update of a customer since erased (/forgetme) does not bring them back.
+        customer = await identify_sender_no_commit(
+            scope.session,
+            channel=Channel.telegram,
+            external_id=str(user.id),
+            event_key=key,
+            name=user.full_name,
+            username=user.username,
+            language=user.language_code,
+        )
+        duplicate = customer is None
+        if customer is not None:
+            logged = await add_interaction_no_commit(
+                scope.session,
+                customer_id=customer.id,
+                channel=Channel.telegram,
+                direction=Direction.inbound,
+                kind=kind,
+                text=text,
+                details=details,
+                idempotency_key=key,
+            )
+            duplicate = not logged.created
+            if not duplicate:
+                flow_key = chat_key(chat.id)
+                scope.flows[flow_key] = await get_flow_no_commit(
+                    scope.session, channel=Channel.telegram, chat_key=flow_key
+                )
+                if _may_be_relayed(update, context):
+                    assert customer.id is not None
+                    scope.open_handoff = await get_open_handoff_no_commit(
+                        scope.session, customer.id
+                    )
+                    scope.open_handoff_known = True
+    if duplicate or customer is None:
         raise ApplicationHandlerStop
-    customer = await identify_customer(
-        session=scope.session,
-        channel=Channel.telegram,
-        external_id=str(user.id),
-        name=user.full_name,
-        username=user.username,
-        language=user.language_code,
-    )
     scope.customer = customer
     scope.lang = customer.language or user.language_code
-    kind, text, details = describe_inbound(update)
-    logged = await log_interaction(
-        session=scope.session,
-        customer_id=customer.id,
-        channel=Channel.telegram,
-        direction=Direction.inbound,
-        kind=kind,
-        text=text,
-        details=details,
-        idempotency_key=inbound_key(update.update_id),
-    )
-    if not logged.created:
-        raise ApplicationHandlerStop
 
 
-async def _already_recorded(scope: UpdateScope, key: str) -> bool:
-    stmt = select(Interaction.id).where(Interaction.idempotency_key == key).limit(1)
-    return (await scope.session.exec(stmt)).first() is not None
+def _may_be_relayed(update: Update, context: DeskContext) -> bool:
+    """A message the relay will look at (there is an agents' group to relay to)."""
+    return context.deps.config.agent_chat_id is not None and update.callback_query is None
 
 
 def build_handlers() -> list[BaseHandler[Any, Any, Any]]:
