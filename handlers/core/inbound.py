@@ -7,7 +7,11 @@ For an update from a person in a private chat it
 3. stops a duplicate (Telegram redelivering an update already logged) with
    ``ApplicationHandlerStop``, so no handler runs twice,
 4. puts the customer on the update scope: later handlers read ``context.customer`` /
-   ``context.customer_id`` / ``context.lang`` without another query.
+   ``context.customer_id`` / ``context.lang`` without another query; and so the chat's flow
+   and (with an agents' group) the customer's open handoff, for the flow dispatcher and the
+   relay that run next.
+
+All of it is one transaction (one commit): this runs for every message a customer sends.
 
 Trade-off: an update logged and then crashed mid-handling is not retried on redelivery
 (at-most-once handling, exactly-once logging); the error handler has apologised already.
@@ -105,8 +109,8 @@ async def record_inbound(update: Update, context: DeskContext) -> None:
     scope = current_scope()
     key = inbound_key(update.update_id)
     kind, text, details = describe_inbound(update)
-    # One transaction for the whole edge: the duplicate check, the customer, the inbound row
-    # and the chat's flow (which the flow dispatcher and the relay read next).
+    # One transaction for the whole edge: the duplicate check, the customer, the inbound row,
+    # the chat's flow and the open handoff (which the flow dispatcher and the relay read next).
     async with unit_of_work(scope.session):
         # None when the update was logged already: checked before identifying, so that a
         # redelivered update of a customer since erased (/forgetme) does not bring them back.
