@@ -10,6 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./deskbot.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_POOL_SIZE = 10
+PG_POOL_OVERFLOW = 20
 
 SessionFactory = async_sessionmaker[AsyncSession]
 # The asyncio drivers deskbot ships with, by backend.
@@ -46,10 +48,17 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
     """Create an async engine; SQLite gets WAL, a busy timeout and serialised write transactions."""
     if is_sqlite(url):
         kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        # Sessions and connections end their own transactions; the pool's extra ROLLBACK on
+        # every check-in is a round trip to the driver's thread twice per update.
+        kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # Sized for the updates handled at once (bot.app.MAX_CONCURRENT_UPDATES) without taking
+    # a connection each: a handler holds one only inside a transaction.
+    kwargs.setdefault("pool_size", PG_POOL_SIZE)
+    kwargs.setdefault("max_overflow", PG_POOL_OVERFLOW)
     return create_async_engine(url, **kwargs)
 
 

@@ -28,13 +28,42 @@ async def unit_of_work(session: AsyncSession) -> AsyncIterator[None]:
     The work runs in a SAVEPOINT so that a failure rolls back only that work: a full rollback
     would expire every object the caller holds, and reading one afterwards (e.g. to word the
     error for the user) would then try lazy IO and fail under asyncio (``MissingGreenlet``).
-    The outer transaction is ended either way, to release its locks.
+    The outer transaction is ended either way, to release its locks. A fresh session (no
+    transaction, nothing loaded) needs no savepoint: a rollback there loses nothing.
     """
+    if not session.in_transaction() and not session.identity_map and not session.new:
+        # A fresh session (the first work of an update): nothing is held that a rollback
+        # could expire, so the savepoint's two round trips buy nothing.
+        try:
+            yield
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+        return
     try:
         async with session.begin_nested():
             yield
     except BaseException:
         await _end_after_error(session)
+        raise
+    await session.commit()
+
+
+@asynccontextmanager
+async def single_write(session: AsyncSession) -> AsyncIterator[None]:
+    """:func:`unit_of_work` for a work that fails only when the database does (an idempotent
+    INSERT): outside a transaction it needs no savepoint. On failure the session lets go of
+    the objects the caller holds (they stay readable, detached) instead of expiring them."""
+    if session.in_transaction() or session.new or session.dirty or session.deleted:
+        async with unit_of_work(session):
+            yield
+        return
+    try:
+        yield
+    except BaseException:
+        session.expunge_all()
+        await session.rollback()
         raise
     await session.commit()
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, exists, func, literal, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -66,15 +66,6 @@ async def get_customer(*, session: AsyncSession, customer_id: int) -> Customer:
     return customer
 
 
-async def _find_identity(
-    session: AsyncSession, channel: str, external_id: str
-) -> ChannelIdentity | None:
-    stmt = select(ChannelIdentity).where(
-        ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id
-    )
-    return (await session.exec(stmt)).first()
-
-
 # --------------------------------------------------------------------------------------------
 # identify_customer
 # --------------------------------------------------------------------------------------------
@@ -98,26 +89,120 @@ async def identify_customer(
     loser of the race hits the identity's unique constraint, rolls back its savepoint and
     reads the winner's.
     """
+    async with unit_of_work(session):
+        return await identify_customer_no_commit(
+            session,
+            channel=channel,
+            external_id=external_id,
+            name=name,
+            username=username,
+            language=language,
+            now=now,
+        )
+
+
+async def identify_customer_no_commit(
+    session: AsyncSession,
+    *,
+    channel: str,
+    external_id: str,
+    name: str | None = None,
+    username: str | None = None,
+    language: str | None = None,
+    now: datetime | None = None,
+) -> Customer:
+    """:func:`identify_customer` inside the caller's transaction (a known customer costs one
+    query: the identity and its customer are read together)."""
+    customer = await identify_sender_no_commit(
+        session,
+        channel=channel,
+        external_id=external_id,
+        name=name,
+        username=username,
+        language=language,
+        now=now,
+    )
+    assert customer is not None  # no event key: never a duplicate
+    return customer
+
+
+async def identify_sender_no_commit(
+    session: AsyncSession,
+    *,
+    channel: str,
+    external_id: str,
+    event_key: str | None = None,
+    name: str | None = None,
+    username: str | None = None,
+    language: str | None = None,
+    now: datetime | None = None,
+) -> Customer | None:
+    """:func:`identify_customer_no_commit` for the sender of an event, unless the event was
+    logged already (an Interaction with idempotency key ``event_key`` exists): then None,
+    and nothing is created or touched (an erased customer's redelivered update must not bring
+    them back). A known sender costs one query for both questions."""
     now = now or utcnow()
     external_id = str(external_id)
     name = _clip(name, 200)
     username = _clip(username.lstrip("@") if username else None, 100)
     language = _clip(language, 16)
-    async with unit_of_work(session):
-        for attempt in range(_IDENTIFY_ATTEMPTS):
-            identity = await _find_identity(session, channel, external_id)
-            if identity is not None:
-                return await _touch_known(session, identity, name, username, language, now)
-            try:
-                # A savepoint: losing the race undoes only this insert, not the caller's state.
-                async with session.begin_nested():
-                    return await _create_with_identity(
-                        session, channel, external_id, name, username, language, now
-                    )
-            except IntegrityError:
-                if attempt == _IDENTIFY_ATTEMPTS - 1:
-                    raise
+    for attempt in range(_IDENTIFY_ATTEMPTS):
+        found = await _find_identity_and_customer(session, channel, external_id, event_key)
+        if found is not None:
+            identity, customer, seen = found
+            if seen:
+                return None
+            return await _touch_known(session, identity, customer, name, username, language, now)
+        if event_key is not None and await _event_logged(session, event_key):
+            return None
+        try:
+            # A savepoint: losing the race undoes only this insert, not the caller's state.
+            async with session.begin_nested():
+                return await _create_with_identity(
+                    session, channel, external_id, name, username, language, now
+                )
+        except IntegrityError:
+            if attempt == _IDENTIFY_ATTEMPTS - 1:
+                raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _identity_and_customer(with_event: bool) -> Any:
+    # Built once, values as bind parameters: this runs for every inbound message, and
+    # building a statement (and its cache key) costs more than running it.
+    seen = (
+        exists().where(col(Interaction.idempotency_key) == bindparam("event_key"))
+        if with_event
+        else literal(False)
+    )
+    return (
+        select(ChannelIdentity, Customer, seen.label("seen"))
+        .join(Customer, col(Customer.id) == col(ChannelIdentity.customer_id))
+        .where(
+            col(ChannelIdentity.channel) == bindparam("channel"),
+            col(ChannelIdentity.external_id) == bindparam("external_id"),
+        )
+    )
+
+
+_IDENTITY_AND_CUSTOMER = {True: _identity_and_customer(True), False: _identity_and_customer(False)}
+
+
+async def _find_identity_and_customer(
+    session: AsyncSession, channel: str, external_id: str, event_key: str | None
+) -> tuple[ChannelIdentity, Customer, bool] | None:
+    """The identity, its customer and whether ``event_key`` was logged, in one query."""
+    params: dict[str, Any] = {"channel": channel, "external_id": external_id}
+    if event_key is not None:
+        params["event_key"] = event_key
+    stmt = _IDENTITY_AND_CUSTOMER[event_key is not None]
+    row = (await session.exec(stmt, params=params)).first()
+    return (row[0], row[1], bool(row[2])) if row is not None else None
+
+
+async def _event_logged(session: AsyncSession, event_key: str) -> bool:
+    stmt = select(Interaction.id).where(Interaction.idempotency_key == event_key).limit(1)
+    return (await session.exec(stmt)).first() is not None
 
 
 def _clip(value: str | None, limit: int) -> str | None:
@@ -130,12 +215,14 @@ def _clip(value: str | None, limit: int) -> str | None:
 async def _touch_known(
     session: AsyncSession,
     identity: ChannelIdentity,
+    customer: Customer,
     name: str | None,
     username: str | None,
     language: str | None,
     now: datetime,
 ) -> Customer:
-    customer = await resolve_customer(session, identity.customer_id)
+    if customer.merged_into_id is not None:  # absorbed: the survivor is the person
+        customer = await resolve_customer(session, customer.merged_into_id)
     if identity.customer_id != customer.id:  # a merge left it behind (should not happen)
         identity.customer_id = customer.id  # type: ignore[assignment]
     if name and identity.display_name != name:

@@ -4,7 +4,7 @@ every bot instance: the state lives in the database, keyed by (channel, chat).""
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,13 +17,22 @@ async def get_flow(
     *, session: AsyncSession, channel: str, chat_key: str, now: datetime | None = None
 ) -> FlowState | None:
     """The chat's flow in progress; an expired one is deleted and reads as None."""
-    now = as_utc(now or utcnow())
     async with unit_of_work(session):
-        flow = (await session.exec(_by_chat(channel, chat_key))).first()
-        if flow is not None and as_utc(flow.expires_at) <= now:
-            await session.delete(flow)
-            return None
-        return flow
+        return await get_flow_no_commit(session, channel=channel, chat_key=chat_key, now=now)
+
+
+async def get_flow_no_commit(
+    session: AsyncSession, *, channel: str, chat_key: str, now: datetime | None = None
+) -> FlowState | None:
+    """:func:`get_flow` inside the caller's transaction."""
+    now = as_utc(now or utcnow())
+    params = {"channel": channel, "chat_key": chat_key}
+    flow = (await session.exec(_BY_CHAT, params=params)).first()
+    if flow is not None and as_utc(flow.expires_at) <= now:
+        await session.delete(flow)
+        await session.flush()
+        return None
+    return flow
 
 
 async def save_flow(
@@ -87,3 +96,9 @@ async def purge_expired_flows(*, session: AsyncSession, now: datetime | None = N
 
 def _by_chat(channel: str, chat_key: str) -> Any:
     return select(FlowState).where(FlowState.channel == channel, FlowState.chat_key == chat_key)
+
+
+# Built once (read for every inbound message); the values are bind parameters.
+_BY_CHAT = select(FlowState).where(
+    col(FlowState.channel) == bindparam("channel"), col(FlowState.chat_key) == bindparam("chat_key")
+)

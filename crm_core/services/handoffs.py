@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy import and_, bindparam, exists, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -137,6 +137,20 @@ async def _open_for(session: AsyncSession, customer_id: int) -> Handoff | None:
 async def get_open_handoff(*, session: AsyncSession, customer_id: int) -> Handoff | None:
     async with unit_of_work(session):
         return await _open_for(session, customer_id)
+
+
+async def get_open_handoff_no_commit(session: AsyncSession, customer_id: int) -> Handoff | None:
+    """:func:`get_open_handoff` inside the caller's transaction (read for every inbound
+    message while there is an agents' group: one statement built once)."""
+    result = await session.exec(_OPEN_FOR, params={"customer_id": customer_id})
+    return result.first()
+
+
+_OPEN_FOR = (
+    select(Handoff)
+    .where(col(Handoff.customer_id) == bindparam("customer_id"), col(Handoff.status) != H.closed)
+    .execution_options(populate_existing=True)
+)
 
 
 async def get_handoff(*, session: AsyncSession, handoff_id: int) -> Handoff:

@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.clock import utcnow
 from crm_core.models import Direction, Interaction, InteractionKind
-from crm_core.services._sql import dialect_insert, unit_of_work
+from crm_core.services._sql import dialect_insert, single_write, unit_of_work
 from crm_core.services.customers import resolve_customer
 
 
@@ -40,7 +40,7 @@ async def log_interaction(
     nothing and returns the row already stored (``created=False``), also when two deliveries
     race: the insert is ``ON CONFLICT DO NOTHING`` on the key's unique constraint.
     """
-    async with unit_of_work(session):
+    async with single_write(session):
         return await add_interaction_no_commit(
             session,
             customer_id=customer_id,
@@ -90,19 +90,37 @@ async def add_interaction_no_commit(
         await session.flush()
         return LoggedInteraction(interaction=row, created=True)
     values = row.model_dump(exclude={"id"})
-    stmt = (
-        dialect_insert(session, Interaction)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(col(Interaction.id))
-    )
-    new_id = (await session.exec(stmt)).scalar_one_or_none()
+    stmt = _insert_once(session)
+    new_id = (await session.exec(stmt, params=values)).scalar_one_or_none()
+    if new_id is not None:
+        # Everything stored is what we just wrote: no need to read it back.
+        row.id = new_id
+        return LoggedInteraction(interaction=row, created=True)
     existing = (
         await session.exec(
             select(Interaction).where(Interaction.idempotency_key == idempotency_key)
         )
     ).one()
-    return LoggedInteraction(interaction=existing, created=new_id is not None)
+    return LoggedInteraction(interaction=existing, created=False)
+
+
+# One statement per dialect, built once: the values come as parameters (this runs for every
+# message in and out, and building an INSERT construct costs more than executing it).
+_INSERT_ONCE: dict[str, Any] = {}
+
+
+def _insert_once(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    stmt = _INSERT_ONCE.get(dialect)
+    if stmt is None:
+        # The table, not the model: a plain INSERT, not the ORM's bulk-insert machinery.
+        table = Interaction.__table__  # type: ignore[attr-defined]
+        stmt = _INSERT_ONCE[dialect] = (
+            dialect_insert(session, table)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(table.c.id)
+        )
+    return stmt
 
 
 async def recent_interactions(

@@ -80,7 +80,7 @@ async def relay_from_customer(update: Update, context: DeskContext) -> None:
         return  # a menu button press is for the bot
     if await agent_chat_id(context) is None:
         return  # no agents' group: nobody to relay to, the bot answers
-    handoff = await get_open_handoff(session=context.session, customer_id=customer.id)
+    handoff = await open_handoff(context, customer.id)
     if handoff is None:
         handoff = await reopen_if_recent(context, customer)
     if handoff is None:
@@ -93,6 +93,14 @@ async def relay_from_customer(update: Update, context: DeskContext) -> None:
         await context.session.rollback()
         await reply(context, "agent_relay_failed")
     raise ApplicationHandlerStop
+
+
+async def open_handoff(context: DeskContext, customer_id: int) -> Handoff | None:
+    """The customer's open handoff, as the inbound recorder read it (or read now)."""
+    scope = context.scope
+    if scope.open_handoff_known:
+        return scope.open_handoff
+    return await get_open_handoff(session=context.session, customer_id=customer_id)
 
 
 async def forward_to_group(
@@ -141,7 +149,7 @@ async def relay_edit_from_customer(update: Update, context: DeskContext) -> None
         return
     if await agent_chat_id(context) is None:
         return
-    handoff = await get_open_handoff(session=context.session, customer_id=customer.id)
+    handoff = await open_handoff(context, customer.id)
     if handoff is None or handoff.id is None:
         return
     html = context.deps.texts.render(

@@ -28,7 +28,7 @@ from telegram import Update
 from telegram.ext import CallbackContext, ExtBot
 
 from crm_core.db import SessionFactory
-from crm_core.models import Customer
+from crm_core.models import Customer, FlowState, Handoff
 from handlers.core.config import DeskConfig
 from handlers.core.texts import Texts
 from knowledge_base.holder import KnowledgeBaseHolder
@@ -53,6 +53,14 @@ class UpdateScope:
     update: Update | None = None
     customer: Customer | None = None
     lang: str | None = None
+    # The chat's flows as read during this update, by FlowState chat key (None: no flow), so
+    # that the flow dispatcher and the relay do not each ask the database again. Kept current
+    # by ``handlers.core.flows`` (the only writer of flows while an update is handled).
+    flows: dict[str, FlowState | None] = field(default_factory=dict)
+    # The customer's open handoff as read by the inbound recorder with the inbound row (for
+    # the relay, which runs next); only meaningful while ``open_handoff_known``.
+    open_handoff: Handoff | None = None
+    open_handoff_known: bool = False
     _outbound_seq: int = field(default=0)
 
     @property

@@ -21,6 +21,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
+from crm_core.clock import as_utc, utcnow
 from crm_core.models import Channel, FlowState
 from crm_core.services.flows import clear_flow, get_flow, save_flow
 from handlers.core.context import DeskContext
@@ -52,10 +53,18 @@ def update_chat_key(update: Update, suffix: str = "") -> str:
 async def load_flow(
     update: Update, context: DeskContext, name: FlowName | None = None, *, suffix: str = ""
 ) -> FlowState | None:
-    """The chat's flow (only if it is ``name``, when given), or None."""
-    flow = await get_flow(
-        session=context.session, channel=Channel.telegram, chat_key=update_chat_key(update, suffix)
-    )
+    """The chat's flow (only if it is ``name``, when given), or None. Read once per update
+    (the inbound recorder reads the chat's own flow with the inbound row)."""
+    key = update_chat_key(update, suffix)
+    cache = context.scope.flows
+    if key in cache:
+        flow = cache[key]
+        if flow is not None and as_utc(flow.expires_at) <= utcnow():
+            flow = None  # expired meanwhile: the next read deletes it
+    else:
+        flow = cache[key] = await get_flow(
+            session=context.session, channel=Channel.telegram, chat_key=key
+        )
     if flow is None or (name is not None and flow.flow != name):
         return None
     return flow
@@ -72,10 +81,11 @@ async def save_step(
     suffix: str = "",
 ) -> None:
     """Store the chat's flow at ``step`` (renewing its TTL, by default ``config.flow_ttl``)."""
-    await save_flow(
+    key = update_chat_key(update, suffix)
+    context.scope.flows[key] = await save_flow(
         session=context.session,
         channel=Channel.telegram,
-        chat_key=update_chat_key(update, suffix),
+        chat_key=key,
         customer_id=context.customer_id,
         flow=name,
         step=step,
@@ -86,9 +96,9 @@ async def save_step(
 
 async def end_flow(update: Update, context: DeskContext) -> bool:
     """Leave the chat's flow; False when there was none (another instance ended it first)."""
-    return await clear_flow(
-        session=context.session, channel=Channel.telegram, chat_key=update_chat_key(update)
-    )
+    key = update_chat_key(update)
+    context.scope.flows[key] = None
+    return await clear_flow(session=context.session, channel=Channel.telegram, chat_key=key)
 
 
 def flow_dispatcher(

@@ -7,7 +7,11 @@ For an update from a person in a private chat it
 3. stops a duplicate (Telegram redelivering an update already logged) with
    ``ApplicationHandlerStop``, so no handler runs twice,
 4. puts the customer on the update scope: later handlers read ``context.customer`` /
-   ``context.customer_id`` / ``context.lang`` without another query.
+   ``context.customer_id`` / ``context.lang`` without another query; and so the chat's flow
+   and (with an agents' group) the customer's open handoff, for the flow dispatcher and the
+   relay that run next.
+
+All of it is one transaction (one commit): this runs for every message a customer sends.
 
 Trade-off: an update logged and then crashed mid-handling is not retried on redelivery
 (at-most-once handling, exactly-once logging); the error handler has apologised already.
@@ -27,10 +31,14 @@ from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop, BaseHandler, TypeHandler
 
-from crm_core.models import Channel, Direction, Interaction, InteractionKind
-from crm_core.services.customers import identify_customer
-from crm_core.services.interactions import log_interaction
+from crm_core.models import Channel, Customer, Direction, Interaction, InteractionKind
+from crm_core.services.customers import identify_sender_no_commit
+from crm_core.services.flows import get_flow_no_commit
+from crm_core.services.handoffs import get_open_handoff_no_commit
+from crm_core.services.interactions import add_interaction_no_commit
+from crm_core.services.transactions import unit_of_work
 from handlers.core.context import DeskContext, UpdateScope, current_scope
+from handlers.core.flows import chat_key
 
 # True while the runtime handles an update again whose earlier attempt was cut off.
 RESUMING_INTERRUPTED: ContextVar[bool] = ContextVar("deskbot_resuming_interrupted", default=False)
@@ -103,50 +111,87 @@ async def record_inbound(update: Update, context: DeskContext) -> None:
     if not _is_private_customer_update(update):
         return
     user = update.effective_user
-    assert user is not None
+    chat = update.effective_chat
+    assert user is not None and chat is not None
     scope = current_scope()
-    resuming = False
-    if await _already_recorded(scope, inbound_key(update.update_id)):
-        # Checked before identifying: a redelivered update of a customer who has since been
-        # erased (/forgetme) must not bring them back as a new customer.
-        resuming = RESUMING_INTERRUPTED.get() and not await _answered(scope, update.update_id)
-        if not resuming:
+    key = inbound_key(update.update_id)
+    kind, text, details = describe_inbound(update)
+    # One transaction for the whole edge: the duplicate check, the customer, the inbound row,
+    # the chat's flow and the open handoff (which the flow dispatcher and the relay read next).
+    async with unit_of_work(scope.session):
+        # None when the update was logged already: checked before identifying, so that a
+        # redelivered update of a customer since erased (/forgetme) does not bring them back.
+        customer = await identify_sender_no_commit(
+            scope.session,
+            channel=Channel.telegram,
+            external_id=str(user.id),
+            event_key=key,
+            name=user.full_name,
+            username=user.username,
+            language=user.language_code,
+        )
+        duplicate = customer is None
+        if customer is not None:
+            logged = await add_interaction_no_commit(
+                scope.session,
+                customer_id=customer.id,
+                channel=Channel.telegram,
+                direction=Direction.inbound,
+                kind=kind,
+                text=text,
+                details=details,
+                idempotency_key=key,
+            )
+            duplicate = not logged.created
+            if not duplicate:
+                flow_key = chat_key(chat.id)
+                scope.flows[flow_key] = await get_flow_no_commit(
+                    scope.session, channel=Channel.telegram, chat_key=flow_key
+                )
+                if _may_be_relayed(update, context):
+                    assert customer.id is not None
+                    scope.open_handoff = await get_open_handoff_no_commit(
+                        scope.session, customer.id
+                    )
+                    scope.open_handoff_known = True
+    if duplicate or customer is None:
+        # Logged already: a redelivery (stop), unless the runtime hands back an update whose
+        # handling was cut off (a crash) before anything was sent for it: then it goes on.
+        customer = await _resumed_customer(scope, update.update_id) if resuming() else None
+        if customer is None:
             raise ApplicationHandlerStop
-    customer = await identify_customer(
-        session=scope.session,
-        channel=Channel.telegram,
-        external_id=str(user.id),
-        name=user.full_name,
-        username=user.username,
-        language=user.language_code,
-    )
     scope.customer = customer
     scope.lang = customer.language or user.language_code
-    kind, text, details = describe_inbound(update)
-    logged = await log_interaction(
-        session=scope.session,
-        customer_id=customer.id,
-        channel=Channel.telegram,
-        direction=Direction.inbound,
-        kind=kind,
-        text=text,
-        details=details,
-        idempotency_key=inbound_key(update.update_id),
+
+
+def _may_be_relayed(update: Update, context: DeskContext) -> bool:
+    """A message the relay will look at (there is an agents' group to relay to)."""
+    return context.deps.config.agent_chat_id is not None and update.callback_query is None
+
+
+def resuming() -> bool:
+    return RESUMING_INTERRUPTED.get()
+
+
+async def _resumed_customer(scope: UpdateScope, update_id: int) -> Customer | None:
+    """The customer of an interrupted update, when it may be handled again: logged before the
+    crash, nothing sent for it since, and the customer not erased meanwhile (their record is
+    never brought back)."""
+    session = scope.session
+    key = inbound_key(update_id)
+    sent = Interaction.idempotency_key
+    answered = select(Interaction.id).where(sent.like(f"{key}:%")).limit(1)  # type: ignore[union-attr]
+    if (await session.exec(answered)).first() is not None:
+        await session.commit()
+        return None
+    logged = (await session.exec(select(Interaction).where(sent == key))).first()
+    customer = (
+        await session.get(Customer, logged.customer_id) if logged and logged.customer_id else None
     )
-    if not logged.created and not resuming:
-        raise ApplicationHandlerStop
-
-
-async def _already_recorded(scope: UpdateScope, key: str) -> bool:
-    stmt = select(Interaction.id).where(Interaction.idempotency_key == key).limit(1)
-    return (await scope.session.exec(stmt)).first() is not None
-
-
-async def _answered(scope: UpdateScope, update_id: int) -> bool:
-    """Whether anything was sent (and logged) while handling this update."""
-    key = Interaction.idempotency_key
-    stmt = select(Interaction.id).where(key.like(f"tg:{update_id}:%")).limit(1)  # type: ignore[union-attr]
-    return (await scope.session.exec(stmt)).first() is not None
+    await session.commit()
+    if customer is None or customer.anonymized_at is not None or customer.merged_into_id:
+        return None
+    return customer
 
 
 def build_handlers() -> list[BaseHandler[Any, Any, Any]]:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from telegram import ChatMember, Update, User
@@ -40,6 +41,8 @@ from handlers.core.send import answer_query, reply
 log = logging.getLogger(__name__)
 
 AGENT_CHAT_STATE_KEY = "agent_chat_id"
+AGENT_CHAT_CACHE_SECONDS = 30.0
+_AGENT_CHAT_CACHE_KEY = "agent_chat_id_cache"
 _MEMBER_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.MEMBER}
 
 
@@ -48,10 +51,23 @@ async def agent_chat_id(context: DeskContext) -> int | None:
     configured = context.deps.config.agent_chat_id
     if configured is None:
         return None
+    # Read per message by the relay: kept for a short while per process (a migration this
+    # instance follows updates it at once; one another instance followed shows up here
+    # within AGENT_CHAT_CACHE_SECONDS).
+    cached = context.application.bot_data.get(_AGENT_CHAT_CACHE_KEY)
+    if cached is not None and cached[1] > time.monotonic():
+        return int(cached[0])
     state = await get_state(session=context.session, key=AGENT_CHAT_STATE_KEY)
+    chat_id = configured
     if state and state.get("configured") == configured and isinstance(state.get("chat_id"), int):
-        return int(state["chat_id"])
-    return configured
+        chat_id = int(state["chat_id"])
+    _remember_agent_chat(context, chat_id)
+    return chat_id
+
+
+def _remember_agent_chat(context: DeskContext, chat_id: int) -> None:
+    expires = time.monotonic() + AGENT_CHAT_CACHE_SECONDS
+    context.application.bot_data[_AGENT_CHAT_CACHE_KEY] = (chat_id, expires)
 
 
 async def follow_migration(context: DeskContext, old_chat_id: int, new_chat_id: int) -> None:
@@ -64,6 +80,7 @@ async def follow_migration(context: DeskContext, old_chat_id: int, new_chat_id: 
         key=AGENT_CHAT_STATE_KEY,
         value={"configured": configured, "chat_id": new_chat_id, "migrated_from": old_chat_id},
     )
+    _remember_agent_chat(context, new_chat_id)
     moved = await move_handoff_chat(
         session=context.session, old_chat_id=old_chat_id, new_chat_id=new_chat_id
     )

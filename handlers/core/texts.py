@@ -42,13 +42,28 @@ class Texts:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            # Templates ship with the code: compile each once, never stat it again per message.
+            auto_reload=False,
+            cache_size=-1,
         )
+        self._resolved: dict[tuple[str, str | None], str] = {}
+        self._languages: list[str] | None = None
+        self._plain: dict[tuple[str, str | None], str] = {}
 
     def languages(self) -> list[str]:
-        return sorted(p.name for p in self.templates_dir.iterdir() if p.is_dir())
+        if self._languages is None:
+            self._languages = sorted(p.name for p in self.templates_dir.iterdir() if p.is_dir())
+        return list(self._languages)
 
     def resolve(self, name: str, lang: str | None) -> str:
-        """The template path used for ``name`` in ``lang`` (after fallback)."""
+        """The template path used for ``name`` in ``lang`` (after fallback; looked up once)."""
+        key = (name, lang)
+        path = self._resolved.get(key)
+        if path is None:
+            path = self._resolved[key] = self._find(name, lang)
+        return path
+
+    def _find(self, name: str, lang: str | None) -> str:
         for candidate in _language_candidates(lang, self.default_language):
             path = f"{candidate}/{name}.j2"
             if (self.templates_dir / path).is_file():
@@ -66,8 +81,15 @@ class Texts:
         return _STAFF_TEXTS.from_string(source).render(**ctx).strip()
 
     def render_plain(self, template: str, lang: str | None = None, /, **ctx: Any) -> str:
-        """Render and un-escape, for places that take plain text (command menu, button labels)."""
-        return html_lib.unescape(self.render(template, lang, **ctx))
+        """Render and un-escape, for places that take plain text (command menu, button labels).
+        A text without variables (a button label) is rendered once per language."""
+        if ctx:
+            return html_lib.unescape(self.render(template, lang, **ctx))
+        key = (template, lang)
+        text = self._plain.get(key)
+        if text is None:
+            text = self._plain[key] = html_lib.unescape(self.render(template, lang))
+        return text
 
 
 # Staff-written texts: sandboxed, plain (whoever sends the result escapes it), strict.

@@ -21,6 +21,7 @@ One vote per answer message: the feedback Interaction's idempotency key is the m
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from markupsafe import Markup
@@ -55,6 +56,13 @@ def search(context: DeskContext, question: str) -> SearchResult:
     return holder.kb.search(question, hint=context.lang)
 
 
+@functools.lru_cache(maxsize=1024)
+def article_html(markdown: str) -> str:
+    """An article's body as Telegram HTML, rendered once (keyed by the text itself, so a
+    reloaded knowledge base renders its changed articles anew)."""
+    return render_telegram_html(markdown)
+
+
 def article_details(article: Article, confidence: float | None) -> dict[str, Any]:
     return {
         "article_id": article.id,
@@ -76,7 +84,7 @@ def feedback_keyboard(context: DeskContext, article: Article) -> InlineKeyboardM
 async def send_article(
     context: DeskContext, article: Article, confidence: float | None, *, via: str
 ) -> None:
-    body = Markup(render_telegram_html(article.body))  # escaped by the renderer
+    body = Markup(article_html(article.body))  # escaped by the renderer
     await reply(
         context,
         "kb_answer",

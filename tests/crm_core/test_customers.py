@@ -27,6 +27,7 @@ from crm_core.services.customers import (
     find_customers,
     get_customer,
     identify_customer,
+    identify_sender_no_commit,
     link_email,
     link_phone,
     merge_customers,
@@ -63,6 +64,38 @@ async def test_identify_creates_once_and_updates(session: AsyncSession) -> None:
     assert again.last_seen_at == T0 + timedelta(hours=1)
     identity = (await session.exec(select(ChannelIdentity))).one()
     assert (identity.username, identity.display_name) == ("annie", "Annie")
+    assert await _count(session, Customer) == 1
+
+
+async def test_a_sender_whose_event_was_logged_is_neither_created_nor_touched(
+    session: AsyncSession,
+) -> None:
+    known = await identify_customer(session=session, channel="telegram", external_id="42", now=T0)
+    await log_interaction(
+        session=session,
+        customer_id=known.id,
+        channel="telegram",
+        direction=Direction.inbound,
+        kind=InteractionKind.message,
+        idempotency_key="tg:9",
+    )
+    later = T0 + timedelta(hours=1)
+    again = await identify_sender_no_commit(
+        session, channel="telegram", external_id="42", event_key="tg:9", now=later
+    )
+    assert again is None
+    assert known.last_seen_at == T0  # a redelivered event is not a new visit
+    # The event of a sender with no identity (since erased): not brought back.
+    stranger = await identify_sender_no_commit(
+        session, channel="telegram", external_id="43", event_key="tg:9", now=later
+    )
+    fresh = await identify_sender_no_commit(
+        session, channel="telegram", external_id="42", event_key="tg:10", now=later
+    )
+    await session.commit()
+    assert stranger is None
+    assert fresh is not None and fresh.id == known.id
+    assert fresh.last_seen_at == later
     assert await _count(session, Customer) == 1
 
 

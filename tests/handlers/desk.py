@@ -54,7 +54,11 @@ async def open_handoff(harness: Harness, customer: Customer, agent: Agent) -> St
     await customer.send("My parcel never arrived")
     await drain(harness, customer)
     await customer.ask("/human", contains="person")
-    return await agent.expect("Handoff H-")
+    card = await agent.expect("Handoff H-")
+    # The card is visible a moment before the commit that links its topic to the handoff:
+    # an agent writing there at once could beat it (their message would find no handoff).
+    await harness.settle()
+    return card
 
 
 def agent_photo(caption: str) -> dict[str, Any]:

@@ -1,0 +1,80 @@
+"""The bot process of ``bench/bench_e2e.py``: deskbot (the real Application) or a bare PTB echo
+bot, long polling the bench's fake Bot API until SIGTERM. Not meant to be run by hand.
+
+    python bench/e2e_bot.py desk --api-url URL --token T --database-url URL
+    python bench/e2e_bot.py echo --api-url URL --token T
+
+Both run PTB's own ``run_polling`` (the production path of ``deskbot run``) with the same
+concurrency; Telegram's limits are off (the emulator enforces none, so the rate limiter is
+kept for its code path but with no limit to wait for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from telegram import Update
+from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, MessageHandler, filters
+
+# As bot.app has them (not imported here: the echo bot must not load deskbot's modules).
+MAX_CONCURRENT_UPDATES = 64
+RATE_LIMIT_RETRIES = 3
+
+
+def run_desk(args: argparse.Namespace) -> None:
+    from bot.app import build_application
+    from bot.settings import Settings
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        telegram_token=args.token,
+        telegram_api_url=args.api_url,
+        telegram_file_api_url=args.api_url.replace("/bot", "/file/bot"),
+        database_url=args.database_url,
+        log_level="WARNING",
+        agent_chat_id=args.agent_chat_id,
+    )
+    limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=RATE_LIMIT_RETRIES)
+    application = build_application(settings, rate_limiter=limiter)
+    application.run_polling(allowed_updates=Update.ALL_TYPES, poll_interval=0)
+
+
+async def echo(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    assert update.effective_message is not None and update.effective_message.text is not None
+    await update.effective_message.reply_text(update.effective_message.text)
+
+
+def run_echo(args: argparse.Namespace) -> None:
+    application = (
+        ApplicationBuilder()
+        .token(args.token)
+        .base_url(args.api_url)
+        .concurrent_updates(MAX_CONCURRENT_UPDATES)
+        .build()
+    )
+    application.add_handler(MessageHandler(filters.TEXT, echo))
+    application.run_polling(allowed_updates=Update.ALL_TYPES, poll_interval=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["desk", "echo"])
+    parser.add_argument("--api-url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--database-url")
+    parser.add_argument("--agent-chat-id", type=int)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.kind == "desk":
+        run_desk(args)
+    else:
+        run_echo(args)
+
+
+if __name__ == "__main__":
+    main()
