@@ -42,7 +42,7 @@ SECRET = "my address is Hauptstr. 1"
 async def _rich_customer(session: AsyncSession) -> int:
     """A customer with one of everything, plus an absorbed duplicate."""
     c = await identify_customer(
-        session=session, channel="telegram", external_id="4242", name="Eva Muster", username="eva"
+        session=session, channel="telegram", external_id="987654321", name="Eva Muster", username="eva"
     )
     assert c.id is not None
     cid = c.id
@@ -114,7 +114,7 @@ async def _rich_customer(session: AsyncSession) -> int:
     await save_flow(
         session=session,
         channel="telegram",
-        chat_key="4242",
+        chat_key="987654321",
         customer_id=cid,
         flow="complaint",
         step="describe",
@@ -135,7 +135,7 @@ async def test_export_contains_everything(session: AsyncSession) -> None:
     assert data["customer"]["tags"] == ["vip"]
     assert [m["name"] for m in data["merged_customers"]] == ["Eva M"]
     assert {(i["channel"], i["external_id"]) for i in data["identities"]} == {
-        ("telegram", "4242"),
+        ("telegram", "987654321"),
         ("web", "w-1"),
     }
     texts = [i["text"] for i in data["interactions"]]
@@ -191,7 +191,7 @@ async def test_forget_wipes_the_person_but_keeps_statistics(session: AsyncSessio
     assert InteractionKind.message in kinds
     # ...but nothing the person said or that identifies them.
     dump = json.dumps(await export_customer_data(session=session, customer_id=cid))
-    for secret in ("Hauptstr", "Eva", "4242", "eva@", "+49151", "vip", "order-1", "file-id"):
+    for secret in ("Hauptstr", "Eva", "987654321", "eva@", "+49151", "vip", "order-1", "file-id"):
         assert secret not in dump, secret
     assert await find_customers(session=session, query="Eva") == []
 
@@ -199,7 +199,7 @@ async def test_forget_wipes_the_person_but_keeps_statistics(session: AsyncSessio
 async def test_after_forget_the_same_account_is_a_new_customer(session: AsyncSession) -> None:
     cid = await _rich_customer(session)
     await forget_customer(session=session, customer_id=cid)
-    again = await identify_customer(session=session, channel="telegram", external_id="4242")
+    again = await identify_customer(session=session, channel="telegram", external_id="987654321")
     assert again.id != cid
     assert again.name is None and again.phone is None
     # the old phone is free to be linked again without merging into the erased record
@@ -251,5 +251,5 @@ async def test_forget_leaves_the_person_in_no_table_at_all(session: AsyncSession
         rows += [dict(row._mapping) for row in result]
     await session.commit()
     everything = json.dumps(rows, default=str)
-    for secret in ("Hauptstr", "Eva", "eva", "4242", "w-1", "+49151", "vip", "order-1", "file-id"):
+    for secret in ("Hauptstr", "Eva", "eva", "987654321", "w-1", "+49151", "vip", "order-1", "file-id"):
         assert secret not in everything, secret
