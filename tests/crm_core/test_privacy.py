@@ -42,7 +42,11 @@ SECRET = "my address is Hauptstr. 1"
 async def _rich_customer(session: AsyncSession) -> int:
     """A customer with one of everything, plus an absorbed duplicate."""
     c = await identify_customer(
-        session=session, channel="telegram", external_id="987654321", name="Eva Muster", username="eva"
+        session=session,
+        channel="telegram",
+        external_id="987654321",
+        name="Eva Muster",
+        username="eva",
     )
     assert c.id is not None
     cid = c.id
@@ -251,5 +255,15 @@ async def test_forget_leaves_the_person_in_no_table_at_all(session: AsyncSession
         rows += [dict(row._mapping) for row in result]
     await session.commit()
     everything = json.dumps(rows, default=str)
-    for secret in ("Hauptstr", "Eva", "eva", "987654321", "w-1", "+49151", "vip", "order-1", "file-id"):
+    for secret in (
+        "Hauptstr",
+        "Eva",
+        "eva",
+        "987654321",
+        "w-1",
+        "+49151",
+        "vip",
+        "order-1",
+        "file-id",
+    ):
         assert secret not in everything, secret
