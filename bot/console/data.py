@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from crm_core.services.stats import ComplaintStats, complaint_stats
 from sqlalchemy import func, or_
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -28,6 +27,7 @@ from crm_core.services.complaints import complaint_history, get_complaint, list_
 from crm_core.services.customer360 import Customer360, get_customer_360
 from crm_core.services.customers import find_customers
 from crm_core.services.handoffs import list_waiting_handoffs
+from crm_core.services.stats import ComplaintStats, complaint_stats
 
 TIMELINE_LIMIT = 500
 LIST_LIMIT = 200
