@@ -5,6 +5,9 @@ hears of every status change, with its note."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from telegram import Update
 
 from crm_core.models import ActorType, Agent, Complaint, ComplaintStatus, InteractionKind
@@ -60,15 +63,46 @@ async def change_status(
     status: str,
     note: str | None,
 ) -> None:
-    was_closed = (await get_complaint(session=context.session, reference=reference)).status == (
-        ComplaintStatus.closed
+    async def post_here(complaint: Complaint, html: str) -> None:
+        await post_to_complaint_or_here(update, context, complaint, html)
+
+    await apply_status_change(
+        context,
+        reference=reference,
+        status=status,
+        note=note,
+        actor_type=ActorType.agent,
+        actor_id=agent.id,
+        actor_name=agent.display_name,
+        post=post_here,
     )
+
+
+async def apply_status_change(
+    context: DeskContext,
+    *,
+    reference: str,
+    status: str,
+    note: str | None,
+    actor_type: ActorType,
+    actor_id: int | None,
+    actor_name: str,
+    details: dict[str, Any] | None = None,
+    post: Callable[[Complaint, str], Awaitable[None]] | None = None,
+) -> Delivery:
+    """A complaint's status change, wherever it is made (an agent's /status or button, the
+    console): the CRM service (a move the lifecycle forbids raises its DomainError, nothing
+    changed), the customer told in plain words, the agents told in the complaint's place
+    (``post``, by default its topic or card), its card and topic following. Returns whether the
+    customer was told."""
+    before = await get_complaint(session=context.session, reference=reference)
+    was_closed = before.status == ComplaintStatus.closed
     complaint = await transition_complaint(
         session=context.session,
         reference=reference,
         to_status=status,
-        actor_type=ActorType.agent,
-        actor_id=agent.id,
+        actor_type=actor_type,
+        actor_id=actor_id,
         note=note,
     )
     assert complaint.id is not None
@@ -81,14 +115,14 @@ async def change_status(
         note=note,
         idempotency_key=None,
         kind=InteractionKind.message,
-        details={"status": complaint.status},
+        details={"status": complaint.status, **(details or {})},
         complaint_id=complaint.id,
     )
     lang = context.deps.config.default_language
     html = context.deps.texts.render(
         "agent_complaint_status",
         lang,
-        agent=agent.display_name,
+        agent=actor_name,
         reference=complaint.reference,
         status=status_label(complaint.status),
         note=note,
@@ -99,10 +133,14 @@ async def change_status(
         )
     if was_closed:  # reopened: agents can write in its topic again
         await set_topic_open(context, complaint.group_chat_id, complaint.group_topic_id, True)
-    await post_to_complaint_or_here(update, context, complaint, html)
+    if post is not None:
+        await post(complaint, html)
+    else:
+        await post_html(context, ComplaintSubject(complaint.id), html)
     await refresh_complaint(context, complaint.id)
     if complaint.status == ComplaintStatus.closed:
         await set_topic_open(context, complaint.group_chat_id, complaint.group_topic_id, False)
+    return delivery
 
 
 async def post_to_complaint_or_here(
