@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bot import cli_db, cli_doctor, cli_import, cli_kb, cli_run, cli_sandbox
+from bot import cli_apikey, cli_db, cli_doctor, cli_import, cli_kb, cli_run, cli_sandbox
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="deskbot: a Telegram service desk with a CRM core.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (cli_sandbox, cli_run, cli_db, cli_import, cli_kb, cli_doctor):
+    for module in (cli_sandbox, cli_run, cli_db, cli_import, cli_kb, cli_doctor, cli_apikey):
         module.register(sub)
     return parser
 

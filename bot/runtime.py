@@ -64,7 +64,7 @@ async def serve(settings: Settings, *, webhook: bool) -> None:
             runner = await _serve_http(application, runtime, metrics, settings, webhook=True)
             await _register_webhook(application, settings)
         else:
-            if settings.metrics_port is not None:
+            if settings.polling_http_port is not None:
                 runner = await _serve_http(application, runtime, metrics, settings, webhook=False)
             # getUpdates is refused while a webhook is set.
             await application.bot.delete_webhook(drop_pending_updates=False)
@@ -97,16 +97,18 @@ async def _serve_http(
         session_factory=application.deps.session_factory,
         webhook_path=urlsplit(settings.webhook_url or "").path if webhook else None,
         secret_token=secret.get_secret_value() if secret else None,
+        api_application=application if settings.api_enabled else None,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = settings.webhook_port if webhook else settings.metrics_port
+    port = settings.webhook_port if webhook else settings.polling_http_port
     await web.TCPSite(runner, settings.webhook_listen, port).start()
     log.info(
-        "%s server on %s:%s",
-        "webhook" if webhook else "metrics",
+        "%s server on %s:%s%s",
+        "webhook" if webhook else "HTTP",
         settings.webhook_listen,
         port,
+        " (with the REST API at /api/v1)" if settings.api_enabled else "",
     )
     return runner
 

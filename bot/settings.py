@@ -205,13 +205,28 @@ class Settings(BaseSettings):
         description="Seconds without a heartbeat after which another instance may take over "
         "polling.",
     )
+    http_port: int | None = Field(
+        default=None,
+        gt=0,
+        lt=65536,
+        description="Polling mode: serve /healthz, /readyz, /metrics and the REST API on this "
+        "port (webhook mode serves them on the webhook port).",
+    )
     metrics_port: int | None = Field(
         default=None,
         gt=0,
         lt=65536,
-        description="Polling mode: serve /healthz, /readyz, /metrics on this port "
-        "(webhook mode serves them on the webhook port).",
+        description="The former name of DESKBOT_HTTP_PORT (still read when that is unset).",
     )
+    api_enabled: bool = Field(
+        default=True,
+        description="Serve the REST API (/api/v1, /api/openapi.json) on the HTTP server.",
+    )
+
+    @property
+    def polling_http_port(self) -> int | None:
+        """The polling mode's HTTP server port (``DESKBOT_HTTP_PORT``, else the old name)."""
+        return self.http_port if self.http_port is not None else self.metrics_port
 
     @field_validator("sla_hours", mode="before")
     @classmethod

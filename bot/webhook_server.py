@@ -1,6 +1,6 @@
-"""deskbot's own HTTP server (aiohttp): the webhook Telegram posts updates to, and
-``/healthz``, ``/readyz``, ``/metrics`` (also served alone in polling mode with
-``DESKBOT_METRICS_PORT``).
+"""deskbot's own HTTP server (aiohttp): the webhook Telegram posts updates to,
+``/healthz``, ``/readyz``, ``/metrics`` and the REST API (``/api/v1``, :mod:`bot.api`); in
+polling mode the same server without the webhook, on ``DESKBOT_HTTP_PORT``.
 
 The webhook answers
 - 403 when ``X-Telegram-Bot-Api-Secret-Token`` is missing or wrong (compared in constant
@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from telegram import Update
 
+from bot.app import DeskApplication
 from bot.inbox_runtime import InboxRuntime, incoming
 from bot.metrics import CONTENT_TYPE_LATEST, DeskMetrics
 from crm_core.db import SessionFactory
@@ -42,9 +43,15 @@ def build_web_app(
     session_factory: SessionFactory,
     webhook_path: str | None = None,
     secret_token: str | None = None,
+    api_application: DeskApplication | None = None,
 ) -> web.Application:
-    """The aiohttp app; with ``webhook_path`` (and ``runtime``) it also receives updates."""
+    """The aiohttp app; with ``webhook_path`` (and ``runtime``) it also receives updates, with
+    ``api_application`` (the running bot) it serves the REST API."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    if api_application is not None:
+        from bot.api import add_api  # its models and schema are built only when served
+
+        add_api(app, api_application)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")

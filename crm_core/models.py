@@ -10,10 +10,12 @@ Conventions that hold on SQLite and PostgreSQL alike:
   migrate).
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, AwareDatetime, FiniteFloat, StringConstraints
+from pydantic import Field as PydanticField
 from sqlalchemy import JSON, BigInteger, Index, Text, UniqueConstraint, text
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
@@ -58,6 +60,40 @@ def _enum(enum: type[StrEnum], **kwargs: Any) -> Any:
 
 def _json(default_factory: Any) -> Any:
     return Field(default_factory=default_factory, sa_type=JSON, nullable=False)
+
+
+# --- Input from outside (``XCreate``): what the databases cannot store is refused up front ---
+
+
+def _storable_text(value: str) -> str:
+    # PostgreSQL's TEXT cannot hold NUL, and control characters in a CRM note are noise from a
+    # broken client rather than anything a person wrote (tabs and line breaks stay).
+    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _plausible_time(value: datetime) -> datetime:
+    # Far-away years overflow on the way to UTC and in date arithmetic (SLAs, RFM).
+    if not 1970 <= value.year <= 2200:
+        raise ValueError("must lie between the years 1970 and 2200")
+    return value.astimezone(UTC)
+
+
+def _not_telegram(value: str) -> str:
+    if value == Channel.telegram.value:
+        raise ValueError("telegram is the bot's own channel; name yours (email, web, shop...)")
+    return value
+
+
+StorableText = Annotated[str, AfterValidator(_storable_text)]
+# Another system's channel name: e-mail, web, shop...
+ChannelName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$"), AfterValidator(_not_telegram)
+]
+InputTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+# PostgreSQL INTEGER ids: a larger number can name no row.
+MAX_ROW_ID = 2**31 - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,6 +241,17 @@ class ChannelIdentityPublic(ChannelIdentityBase):
     created_at: datetime
 
 
+class ChannelIdentityCreate(SQLModel):
+    """Another channel's contact (an e-mail sender, a shop account, a web visitor): the same
+    ``(channel, external_id)`` again is the same customer, created on first contact."""
+
+    channel: ChannelName
+    external_id: Annotated[StorableText, StringConstraints(min_length=1, max_length=100)]
+    name: Annotated[StorableText, StringConstraints(max_length=200)] | None = None
+    username: Annotated[StorableText, StringConstraints(max_length=100)] | None = None
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Za-z]{2})?$")] | None = None
+
+
 # --------------------------------------------------------------------------------------------
 # Interaction: the customer's timeline
 # --------------------------------------------------------------------------------------------
@@ -244,6 +291,34 @@ class InteractionPublic(InteractionBase):
     customer_id: int | None
     handoff_id: int | None
     complaint_id: int | None
+
+
+class ExternalInteractionKind(StrEnum):
+    """What another channel may write into a timeline: the bot's own kinds (answers, events,
+    ratings) feed its statistics and are only ever written by the desk itself."""
+
+    message = "message"
+    note = "note"
+
+
+class InteractionCreate(SQLModel):
+    """An interaction another channel (e-mail, web form, shop) appends to a customer's timeline.
+
+    ``external_id`` is the sender's own id for it: the same id from the same channel again is
+    the same interaction (stored once)."""
+
+    external_id: StorableText = Field(min_length=1, max_length=100)
+    channel: ChannelName = Field(
+        description="the channel it came through: email, web, shop... (not telegram: the bot's)"
+    )
+    direction: Direction = Field(description="in: from the customer; out: to them")
+    kind: ExternalInteractionKind = ExternalInteractionKind.message
+    text: StorableText | None = Field(default=None, max_length=10_000)
+    details: dict[
+        Annotated[StorableText, PydanticField(max_length=100)],
+        Annotated[StorableText, PydanticField(max_length=1000)] | int | FiniteFloat | bool | None,
+    ] = Field(default_factory=dict, max_length=50, description="flat key/value facts")
+    occurred_at: InputTime | None = Field(default=None, description="default: now")
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,6 +440,24 @@ class ComplaintPublic(ComplaintBase):
     resolution_note: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class ComplaintCreate(SQLModel):
+    """A complaint filed from another channel (a web form, the shop) for a known customer."""
+
+    category: ComplaintCategory
+    severity: Severity = Severity.medium
+    description: Annotated[
+        StorableText, StringConstraints(min_length=1, max_length=4000, pattern=r"\S")
+    ]
+    channel: ChannelName = Channel.web.value
+
+
+class ComplaintStatusChange(SQLModel):
+    status: ComplaintStatus
+    note: StorableText | None = Field(
+        default=None, max_length=4000, description="shown to the customer with the change"
+    )
 
 
 class ComplaintEventBase(SQLModel):
@@ -527,6 +620,18 @@ class PurchasePublic(PurchaseBase):
     customer_id: int | None
 
 
+class PurchaseCreate(PurchaseBase):
+    """A purchase (or, negative, a refund) another system reports; ``external_ref`` (its order
+    id) makes reporting it again harmless."""
+
+    amount_minor: int = Field(
+        ge=-MAX_AMOUNT_MINOR, le=MAX_AMOUNT_MINOR, description="minor units; negative: a refund"
+    )
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
+    purchased_at: InputTime
+    external_ref: StorableText | None = Field(default=None, min_length=1, max_length=100)
+
+
 # --------------------------------------------------------------------------------------------
 # Conversation state and runtime state that must survive restarts and be shared by instances
 # --------------------------------------------------------------------------------------------
@@ -594,6 +699,57 @@ class InboxUpdate(SQLModel, table=True):
     received_at: datetime = _created()
     processed_at: datetime | None = _ts(default=None)
     last_error: str | None = Field(default=None, sa_type=Text)
+
+
+# --------------------------------------------------------------------------------------------
+# API keys: other channels (web forms, e-mail, the shop) writing into the CRM over /api/v1
+# --------------------------------------------------------------------------------------------
+
+
+class ApiScope(StrEnum):
+    read = "read"
+    write_interactions = "write:interactions"
+    write_complaints = "write:complaints"
+    write_purchases = "write:purchases"
+
+
+class ApiKeyBase(SQLModel):
+    name: str = Field(max_length=64, description="who uses it, e.g. shop")
+    prefix: str = Field(max_length=16, description="the token's first characters, to recognise it")
+    scopes: list[str] = _json(list)
+
+
+class ApiKey(ApiKeyBase, table=True):
+    """A bearer token's SHA-256 (never the token itself). The tokens are 256 random bits, so a
+    fast hash is the right one: a slow password hash (bcrypt) guards guessable secrets, and no
+    one can enumerate 2**256 tokens; a fast one lets every request find its key by an index
+    lookup on the hash instead of trying each stored key."""
+
+    __tablename__ = "api_key"
+    __table_args__ = (
+        UniqueConstraint("token_sha256", name="uq_api_key_token_sha256"),
+        # One live key per name; a revoked key keeps its name in the list.
+        Index(
+            "uq_api_key_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_sha256: str = Field(max_length=64)
+    created_at: datetime = _created()
+    revoked_at: datetime | None = _ts(default=None)
+    last_used_at: datetime | None = _ts(default=None)
+
+
+class ApiKeyPublic(ApiKeyBase):
+    id: int
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
 
 
 # --------------------------------------------------------------------------------------------

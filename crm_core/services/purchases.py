@@ -5,6 +5,7 @@ lowers the customer's monetary value and does not count as a purchase for freque
 """
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import col, select
@@ -27,6 +28,12 @@ def normalize_currency(raw: str) -> str:
     return code
 
 
+@dataclass(frozen=True)
+class RecordedPurchase:
+    purchase: Purchase
+    created: bool  # False: the reference was recorded before; that row is returned as stored
+
+
 async def record_purchase(
     *,
     session: AsyncSession,
@@ -41,6 +48,27 @@ async def record_purchase(
     With ``external_ref`` (the shop's order id) recording is idempotent: a second call returns the
     stored row unchanged, even if its amount differs (the first record wins).
     """
+    recorded = await append_purchase(
+        session=session,
+        customer_id=customer_id,
+        amount_minor=amount_minor,
+        currency=currency,
+        purchased_at=purchased_at,
+        external_ref=external_ref,
+    )
+    return recorded.purchase
+
+
+async def append_purchase(
+    *,
+    session: AsyncSession,
+    customer_id: int,
+    amount_minor: int,
+    currency: str,
+    purchased_at: datetime,
+    external_ref: str | None = None,
+) -> RecordedPurchase:
+    """:func:`record_purchase`, telling whether this call stored the row."""
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
         raise InvalidInput("The amount must be a whole number of cents.")
     if abs(amount_minor) > MAX_AMOUNT_MINOR:
@@ -61,11 +89,13 @@ async def record_purchase(
         )
         if not ref:
             session.add(row)
-            return row
+            return RecordedPurchase(row, created=True)
         stmt = (
             dialect_insert(session, Purchase)
             .values(**row.model_dump(exclude={"id"}))
             .on_conflict_do_nothing(index_elements=["external_ref"])
+            .returning(Purchase.id)
         )
-        await session.exec(stmt)
-        return (await session.exec(select(Purchase).where(col(Purchase.external_ref) == ref))).one()
+        created = (await session.exec(stmt)).scalar_one_or_none() is not None
+        stored = select(Purchase).where(col(Purchase.external_ref) == ref)
+        return RecordedPurchase((await session.exec(stored)).one(), created=created)

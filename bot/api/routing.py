@@ -1,0 +1,232 @@
+"""How an API request is served: one declarative :class:`Endpoint` per operation, from which
+both the aiohttp route and the OpenAPI document are made (so they cannot disagree).
+
+Order of checks, each answered as problem details: the bearer key (401), its scope (403), the
+path and query parameters and the body (400/415/422), then the handler (404, 409, 422 from the
+services). Every request is one database session (an ``update_scope``, as a Telegram update
+gets), so that a handler can reuse the bot's own code paths (``DeskContext``)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.api.problems import (
+    ProblemError,
+    invalid_body,
+    invalid_field,
+    invalid_parameters,
+    problem,
+    problem_response,
+)
+from bot.app import DeskApplication
+from crm_core.errors import DomainError, InvalidTransition, NotFound
+from crm_core.models import ApiKey, ApiScope
+from crm_core.services.api_keys import authenticate
+from handlers.core.context import DeskContext, update_scope
+
+log = logging.getLogger(__name__)
+
+APPLICATION: web.AppKey[DeskApplication] = web.AppKey("api_application")
+REALM = 'Bearer realm="deskbot"'
+
+
+@dataclass
+class Call:
+    """One API request, authenticated and validated, as a handler sees it."""
+
+    request: web.Request
+    application: DeskApplication
+    key: ApiKey
+    session: AsyncSession
+    path: Any = None
+    query: Any = None
+    body: Any = None
+
+    def context(self) -> DeskContext:
+        """The bot's handler context on this request's session (to tell customers, post to
+        the agents' group) exactly as a Telegram update would."""
+        return DeskContext(self.application)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: BaseModel
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # OpenAPI style: /api/v1/customers/{customer_id}
+    operation_id: str
+    summary: str
+    scope: ApiScope
+    handler: Handler
+    # Success answers: status -> (model, description).
+    responses: dict[int, tuple[type[BaseModel], str]]
+    path_params: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    # Problems the handler itself may answer, besides authentication and validation.
+    problems: dict[int, str] = field(default_factory=dict)
+    description: str = ""
+
+
+def serve(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        application = request.app[APPLICATION]
+        try:
+            async with update_scope(application.deps.session_factory) as scope:
+                call = await _admit(request, endpoint, application, scope.session)
+                reply = await _run(endpoint, call)
+        except ProblemError as refused:
+            return problem_response(request, refused.problem, refused.headers)
+        return web.Response(
+            status=reply.status,
+            body=reply.body.model_dump_json(),
+            content_type="application/json",
+            headers=reply.headers,
+        )
+
+    return handle
+
+
+async def _admit(
+    request: web.Request, endpoint: Endpoint, application: DeskApplication, session: AsyncSession
+) -> Call:
+    key = await _key(request, session)
+    if endpoint.scope.value not in key.scopes:
+        refused = problem(
+            403,
+            "Insufficient scope",
+            f"This key ({key.name}) lacks the scope {endpoint.scope.value}.",
+            "insufficient-scope",
+        )
+        header = f'{REALM}, error="insufficient_scope", scope="{endpoint.scope.value}"'
+        raise ProblemError(
+            refused.model_copy(update={"scope": endpoint.scope.value}),
+            {"WWW-Authenticate": header},
+        )
+    call = Call(request=request, application=application, key=key, session=session)
+    if endpoint.path_params is not None:
+        call.path = _parameters(endpoint.path_params, dict(request.match_info))
+    if endpoint.query is not None:
+        call.query = _parameters(endpoint.query, dict(request.query))
+    if endpoint.body is not None:
+        call.body = await _body(request, endpoint.body)
+    return call
+
+
+async def _key(request: web.Request, session: AsyncSession) -> ApiKey:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    key = None
+    if scheme.lower() == "bearer" and token.strip():
+        key = await authenticate(session=session, token=token.strip())
+    if key is None:
+        detail = (
+            "Send an API key as `Authorization: Bearer <token>`."
+            if not token.strip()
+            else "The API key is unknown or revoked."
+        )
+        raise ProblemError(
+            problem(401, "Unauthorized", detail, "unauthorized"), {"WWW-Authenticate": REALM}
+        )
+    return key
+
+
+def _parameters(model: type[BaseModel], values: dict[str, str]) -> Any:
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise invalid_parameters(error) from None
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    if request.content_type != "application/json":
+        raise ProblemError(
+            problem(415, "Unsupported media type", "Send the body as application/json.")
+        )
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ProblemError(problem(413, "Body too large", "The body is over 1 MiB.")) from None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        raise invalid_body(error) from None
+
+
+async def _run(endpoint: Endpoint, call: Call) -> Reply:
+    """The handler, with the services' domain errors answered as problems."""
+    try:
+        return await endpoint.handler(call)
+    except ProblemError:
+        raise
+    except NotFound as error:
+        raise ProblemError(problem(404, "Not found", str(error))) from None
+    except InvalidTransition as error:
+        raise ProblemError(problem(409, "Conflict", str(error), "invalid-transition")) from None
+    except DomainError as error:  # the services' refusals of bad input
+        raise invalid_field(str(error)) from None
+
+
+# --- cursors --------------------------------------------------------------------------------
+
+
+def encode_cursor(position: dict[str, Any]) -> str:
+    """Opaque to the caller: where the page ended, as URL-safe base64 of a small JSON object."""
+    raw = json.dumps(position, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *keys: str) -> dict[str, Any]:
+    """The position a cursor holds; a cursor this API did not give out is a 422."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        position = None
+    if not isinstance(position, dict) or not all(k in position for k in keys):
+        raise invalid_field("This cursor was not given out by this API.", parameter="cursor")
+    return position
+
+
+def not_found(detail: str) -> ProblemError:
+    return ProblemError(problem(404, "Not found", detail))
+
+
+def api_problem_middleware() -> Any:
+    """aiohttp's own refusals under /api (no such path, wrong method) as problem details too."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            headers = {k: v for k, v in error.headers.items() if k.lower() == "allow"}
+            return problem_response(request, problem(error.status, error.reason), headers)
+        except Exception:
+            log.exception("API request %s %s failed", request.method, request.path)
+            return problem_response(
+                request, problem(500, "Internal server error", "The request failed; retry later.")
+            )
+
+    return middleware
