@@ -5,12 +5,12 @@ the same code path as an agent's ``/status``) that the bot uses."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from bot.api.problems import ProblemError, problem
-from bot.api.routing import Call, Endpoint, Reply, decode_cursor, encode_cursor
+from bot.api.routing import Call, Endpoint, Reply, decode_cursor, encode_cursor, not_found
 from bot.api.schemas import (
+    MAX_SEARCH_RESULTS,
     ComplaintDetail,
     ComplaintListQuery,
     ComplaintPage,
@@ -19,12 +19,15 @@ from bot.api.schemas import (
     CustomerPage,
     CustomerPath,
     CustomerSearchQuery,
+    IdCursor,
     IdentityList,
     IdentityOut,
     InteractionPage,
+    OffsetCursor,
     PageQuery,
     PurchasePage,
     StatusChangeOut,
+    TimeCursor,
 )
 from crm_core.clock import as_utc
 from crm_core.models import (
@@ -36,6 +39,7 @@ from crm_core.models import (
     ComplaintEventPublic,
     ComplaintPublic,
     ComplaintStatusChange,
+    Customer,
     CustomerPublic,
     Direction,
     Interaction,
@@ -61,8 +65,6 @@ from handlers.customer.complaint_flow import sla_policy
 log = logging.getLogger(__name__)
 
 V1 = "/api/v1"
-# A search is ranked, not a keyset list: its pages are slices of at most this many matches.
-MAX_SEARCH_RESULTS = 1000
 CONFLICT = "The external id was used before for something else; nothing was written."
 
 
@@ -71,9 +73,7 @@ CONFLICT = "The external id was used before for something else; nothing was writ
 
 async def search_customers(call: Call) -> Reply:
     query: CustomerSearchQuery = call.query
-    offset = int(decode_cursor(query.cursor, "o")["o"]) if query.cursor else 0
-    if not 0 <= offset < MAX_SEARCH_RESULTS:
-        raise ProblemError(problem(422, "Invalid request", "This cursor is out of range."))
+    offset = decode_cursor(query.cursor, OffsetCursor).o if query.cursor else 0
     wanted = min(offset + query.limit + 1, MAX_SEARCH_RESULTS)
     found = await find_customers(
         session=call.session,
@@ -128,17 +128,23 @@ async def identify(call: Call) -> Reply:
     return Reply(200 if known is not None else 201, answer)
 
 
+async def _living_customer(call: Call) -> Customer:
+    """The customer a write is for (an absorbed id: the survivor); one erased at their request
+    takes no new data."""
+    customer = await get_customer(session=call.session, customer_id=call.path.customer_id)
+    if customer.anonymized_at is not None:
+        raise not_found(f"Customer #{call.path.customer_id} was erased at their request.")
+    return customer
+
+
 # --- interactions ----------------------------------------------------------------------------
 
 
 def _time_position(cursor: str | None) -> TimePosition | None:
     if cursor is None:
         return None
-    position = decode_cursor(cursor, "t", "i")
-    try:
-        return TimePosition(at=as_utc(datetime.fromisoformat(position["t"])), id=int(position["i"]))
-    except (TypeError, ValueError):
-        raise ProblemError(problem(422, "Invalid request", "This cursor is damaged.")) from None
+    position = decode_cursor(cursor, TimeCursor)
+    return TimePosition(at=as_utc(position.t), id=position.i)
 
 
 def _next_time_cursor(rows: list[Any], limit: int, time_of: Any) -> str | None:
@@ -175,7 +181,7 @@ def _same_interaction(stored: Interaction, body: InteractionCreate) -> bool:
 
 async def append_interaction(call: Call) -> Reply:
     body: InteractionCreate = call.body
-    customer = await get_customer(session=call.session, customer_id=call.path.customer_id)
+    customer = await _living_customer(call)
     logged = await log_interaction(
         session=call.session,
         customer_id=customer.id,
@@ -202,7 +208,7 @@ async def append_interaction(call: Call) -> Reply:
 
 async def list_complaints(call: Call) -> Reply:
     query: ComplaintListQuery = call.query
-    after = int(decode_cursor(query.cursor, "i")["i"]) if query.cursor else None
+    after = decode_cursor(query.cursor, IdCursor).i if query.cursor else None
     rows = await listing.complaints_page(
         session=call.session,
         status=query.status,
@@ -235,9 +241,11 @@ async def show_complaint(call: Call) -> Reply:
 
 async def file(call: Call) -> Reply:
     body: ComplaintCreate = call.body
+    customer = await _living_customer(call)
+    assert customer.id is not None
     complaint = await file_complaint(
         session=call.session,
-        customer_id=call.path.customer_id,
+        customer_id=customer.id,
         category=body.category,
         severity=body.severity,
         description=body.description,
@@ -303,7 +311,7 @@ async def list_purchases(call: Call) -> Reply:
 
 async def append_a_purchase(call: Call) -> Reply:
     body: PurchaseCreate = call.body
-    customer = await get_customer(session=call.session, customer_id=call.path.customer_id)
+    customer = await _living_customer(call)
     recorded = await append_purchase(
         session=call.session,
         customer_id=call.path.customer_id,

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -66,6 +66,7 @@ class Reply:
 
 
 Handler = Callable[[Call], Awaitable[Reply]]
+CursorT = TypeVar("CursorT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -193,16 +194,15 @@ def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *keys: str) -> dict[str, Any]:
+def decode_cursor(cursor: str, model: type[CursorT]) -> CursorT:
     """The position a cursor holds; a cursor this API did not give out is a 422."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        position = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        position = None
-    if not isinstance(position, dict) or not all(k in position for k in keys):
-        raise invalid_field("This cursor was not given out by this API.", parameter="cursor")
-    return position
+        return model.model_validate_json(raw)
+    except (binascii.Error, ValueError):  # pydantic's ValidationError is a ValueError
+        raise invalid_field(
+            "This cursor was not given out by this API.", parameter="cursor"
+        ) from None
 
 
 def not_found(detail: str) -> ProblemError:

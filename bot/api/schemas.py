@@ -8,7 +8,7 @@ import dataclasses
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from crm_core.models import (
     MAX_ROW_ID,
@@ -26,6 +26,8 @@ from crm_core.services.customer360 import Customer360
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+# A search is ranked, not a keyset list: its pages are slices of at most this many matches.
+MAX_SEARCH_RESULTS = 1000
 
 RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 Cursor = Annotated[
@@ -36,8 +38,23 @@ Cursor = Annotated[
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="rows per page")]
 
 
+# Where a page ended (inside the opaque cursors).
+class OffsetCursor(BaseModel):
+    o: int = Field(ge=0, lt=MAX_SEARCH_RESULTS)
+
+
+class IdCursor(BaseModel):
+    i: RowId
+
+
+class TimeCursor(BaseModel):
+    t: AwareDatetime
+    i: RowId
+
+
 class _Query(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # An unknown parameter is refused: a typo (?statu=open) must not silently list everything.
+    model_config = ConfigDict(extra="forbid")
 
 
 class CustomerPath(_Query):

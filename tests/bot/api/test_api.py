@@ -6,7 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crm_core.models import ApiScope
+from sqlmodel import col, select
+
+from crm_core.models import ApiScope, Complaint
+from crm_core.services.privacy import forget_customer
 from tests.bot.api.conftest import ALL_SCOPES, Api
 from tests.handlers.conftest import BOTH_DATABASES
 
@@ -50,6 +53,12 @@ def _requests(customer_id: int, reference: str) -> list[tuple[str, str, ApiScope
     ]  # fmt: skip
 
 
+async def _statuses(api: Api) -> list[str]:
+    async with api.harness.session_factory() as session:
+        rows = await session.exec(select(Complaint).order_by(col(Complaint.id)))
+        return [c.status.value for c in rows.all()]
+
+
 async def _file(api: Api, customer_id: int, headers: dict[str, str]) -> str:
     response = await api.client.post(
         f"/api/v1/customers/{customer_id}/complaints",
@@ -70,7 +79,7 @@ async def test_every_operation_refuses_a_missing_wrong_revoked_or_insufficient_k
         from crm_core.services.api_keys import revoke_api_key
 
         await revoke_api_key(session=session, name=f"key{api._keys}")
-    before = await api.counts()
+    before = await api.counts(), await _statuses(api)
     for method, path, scope, body in _requests(customer_id, reference):
         others = await api.key(*[s for s in ALL_SCOPES if s != scope.value])
         refusals = {
@@ -90,7 +99,7 @@ async def test_every_operation_refuses_a_missing_wrong_revoked_or_insufficient_k
             if status == 403:
                 assert problem["scope"] == scope.value, (method, path)
                 assert scope.value in problem["detail"]
-    assert await api.counts() == before  # nothing written by any refused request
+    assert (await api.counts(), await _statuses(api)) == before  # no refused request wrote
     # ... and each one passes with just its own scope.
     for method, path, scope, body in _requests(customer_id, reference):
         response = await api.client.request(
@@ -302,3 +311,31 @@ async def test_the_openapi_document_describes_every_operation(api: Api) -> None:
 
 
 AGENTS = -1001000000777
+
+
+async def test_a_customer_without_a_chat_is_not_told_and_an_erased_one_takes_no_data(
+    api: Api,
+) -> None:
+    headers = await api.key()
+    imported = await api.customer("Ann")
+    reference = await _file(api, imported, headers)
+    moved = await api.client.post(
+        f"/api/v1/complaints/{reference}/status", json={"status": "in_progress"}, headers=headers
+    )
+    assert moved.status == 200
+    assert (await moved.json())["customer_notified"] is False
+    async with api.harness.session_factory() as session:
+        await forget_customer(session=session, customer_id=imported)
+    before = await api.counts()
+    writes = {
+        "interactions": {"external_id": "m", "channel": "web", "direction": "in", "text": "x"},
+        "complaints": {"category": "other", "description": "x"},
+        "purchases": {"amount_minor": 1, "purchased_at": WHEN},
+    }
+    for what, body in writes.items():
+        response = await api.client.post(
+            f"/api/v1/customers/{imported}/{what}", json=body, headers=headers
+        )
+        assert response.status == 404, (what, await response.text())
+        assert "erased" in (await response.json())["detail"]
+    assert await api.counts() == before
