@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import schemathesis
 from sqlmodel import col, select
 
 from crm_core.models import ApiScope, Complaint
@@ -297,6 +298,7 @@ async def test_the_openapi_document_describes_every_operation(api: Api) -> None:
 
     document = await (await api.client.get("/api/openapi.json")).json()
     assert document["openapi"] == "3.1.0"
+    schemathesis.openapi.from_dict(document).validate()  # against the OpenAPI 3.1 meta-schema
     operations = {
         (method.upper(), path): op
         for path, item in document["paths"].items()

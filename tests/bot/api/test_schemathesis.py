@@ -26,7 +26,7 @@ from tests.conftest import _reset_schema
 from tests.fakes.bot_api import FakeBotAPI
 from tests.handlers.conftest import Harness, make_settings
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 20
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # Valid requests (by the document) and invalid ones, which must be refused with a 4xx.
 CHECKS = [
