@@ -252,6 +252,16 @@ class ChannelIdentityCreate(SQLModel):
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Za-z]{2})?$")] | None = None
 
 
+class ChannelIdentityLink(SQLModel):
+    """Another channel's id for a customer the desk knows already (e.g. the shop's account id
+    for customer #42, found by e-mail)."""
+
+    channel: ChannelName
+    external_id: Annotated[StorableText, StringConstraints(min_length=1, max_length=100)]
+    username: Annotated[StorableText, StringConstraints(max_length=100)] | None = None
+    display_name: Annotated[StorableText, StringConstraints(max_length=200)] | None = None
+
+
 # --------------------------------------------------------------------------------------------
 # Interaction: the customer's timeline
 # --------------------------------------------------------------------------------------------

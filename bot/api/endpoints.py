@@ -34,6 +34,7 @@ from crm_core.models import (
     ActorType,
     ApiScope,
     ChannelIdentityCreate,
+    ChannelIdentityLink,
     ChannelIdentityPublic,
     ComplaintCreate,
     ComplaintEventPublic,
@@ -53,6 +54,7 @@ from crm_core.services import listing
 from crm_core.services.complaints import complaint_history, file_complaint, get_complaint
 from crm_core.services.customer360 import get_customer_360
 from crm_core.services.customers import find_customers, get_customer, identify_customer
+from crm_core.services.identities import IdentityTaken, attach_identity
 from crm_core.services.interactions import log_interaction
 from crm_core.services.listing import TimePosition
 from crm_core.services.purchases import append_purchase
@@ -135,6 +137,28 @@ async def _living_customer(call: Call) -> Customer:
     if customer.anonymized_at is not None:
         raise not_found(f"Customer #{call.path.customer_id} was erased at their request.")
     return customer
+
+
+async def link_identity(call: Call) -> Reply:
+    body: ChannelIdentityLink = call.body
+    customer = await _living_customer(call)
+    assert customer.id is not None
+    try:
+        attached = await attach_identity(
+            session=call.session,
+            customer_id=customer.id,
+            channel=body.channel,
+            external_id=body.external_id,
+            username=body.username,
+            display_name=body.display_name,
+        )
+    except IdentityTaken as taken:
+        raise ProblemError(problem(409, "Conflict", str(taken), "identity-taken")) from None
+    answer = IdentityOut(
+        identity=ChannelIdentityPublic.model_validate(attached.identity),
+        customer=CustomerPublic.model_validate(customer),
+    )
+    return Reply(201 if attached.created else 200, answer)
 
 
 # --- interactions ----------------------------------------------------------------------------
@@ -360,6 +384,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         W_INTERACTIONS, identify,
         {201: (IdentityOut, "a new customer"), 200: (IdentityOut, "known already")},
         body=ChannelIdentityCreate,
+    ),
+    Endpoint(
+        "POST", f"{V1}/customers/{{customer_id}}/identities", "linkIdentity",
+        "Give a known customer another channel's id", W_INTERACTIONS, link_identity,
+        {201: (IdentityOut, "linked"), 200: (IdentityOut, "this customer's already")},
+        path_params=CustomerPath, body=ChannelIdentityLink,
+        problems={**NO_CUSTOMER, 409: "the id belongs to another customer"},
     ),
     Endpoint(
         "GET", f"{V1}/customers/{{customer_id}}/interactions", "listInteractions",

@@ -36,6 +36,10 @@ def _requests(customer_id: int, reference: str) -> list[tuple[str, str, ApiScope
             {"channel": "shop", "external_id": "u-1", "name": "Ann"},
         ),
         (
+            "POST", f"{c}/identities", ApiScope.write_interactions,
+            {"channel": "shop", "external_id": "acct-1"},
+        ),
+        (
             "POST", f"{c}/interactions", ApiScope.write_interactions,
             {"external_id": "m-1", "channel": "email", "direction": "in", "text": "Hi"},
         ),
@@ -291,6 +295,18 @@ async def test_a_customer_is_found_as_agents_find_them_and_identified_by_channel
         "/api/v1/identities", json={**body, "channel": "telegram"}, headers=headers
     )
     assert telegram.status == 422
+    # The shop's id for a customer the desk knows: linked once; to someone else it is refused.
+    link = {"channel": "shop", "external_id": "acct-1", "display_name": "Ann E."}
+    linked = await api.client.post(
+        f"/api/v1/customers/{ann}/identities", json=link, headers=headers
+    )
+    assert linked.status == 201
+    again = await api.client.post(f"/api/v1/customers/{ann}/identities", json=link, headers=headers)
+    assert again.status == 200
+    taken = await api.client.post(f"/api/v1/customers/{bea}/identities", json=link, headers=headers)
+    assert taken.status == 409 and f"#{ann}" in (await taken.json())["detail"]
+    found = await api.client.get("/api/v1/customers", params={"q": "acct-1"}, headers=headers)
+    assert [c["id"] for c in (await found.json())["items"]] == [ann]
 
 
 async def test_the_openapi_document_describes_every_operation(api: Api) -> None:

@@ -109,7 +109,7 @@ def test_the_api_keeps_its_openapi_document(
     with running_api(database_url, kb_holder) as (url, token):
         schema = schemathesis.openapi.from_url(f"{url}/api/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 12
+        assert len(operations) == 13
         for operation in operations:
             _fuzz(operation, url, {"Authorization": f"Bearer {token}"})
 
