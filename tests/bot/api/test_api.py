@@ -240,6 +240,12 @@ async def test_invalid_requests_are_answered_with_problem_details_naming_each_fi
     assert missing.status == 404 and missing.content_type == PROBLEM
     unknown = await api.client.get("/api/v1/nothing", headers=headers)
     assert unknown.status == 404 and unknown.content_type == PROBLEM
+    method = await api.client.delete("/api/v1/complaints", headers=headers)
+    assert method.status == 405 and method.content_type == PROBLEM
+    assert "GET" in method.headers["Allow"]
+    typo = await api.client.get("/api/v1/complaints", params={"statu": "open"}, headers=headers)
+    assert typo.status == 422
+    assert (await typo.json())["errors"][0]["parameter"] == "statu"
     assert await api.counts() == before  # nothing half-written
 
 
