@@ -461,6 +461,13 @@ class ComplaintCreate(SQLModel):
         StorableText, StringConstraints(min_length=1, max_length=4000, pattern=r"\S")
     ]
     channel: ChannelName = Channel.web.value
+    external_id: Annotated[StorableText, StringConstraints(min_length=1, max_length=100)] | None = (
+        Field(
+            default=None,
+            description="the sender's id for it (a form submission, a ticket): the same id "
+            "from the same channel again is the same complaint, filed once",
+        )
+    )
 
 
 class ComplaintStatusChange(SQLModel):

@@ -55,6 +55,7 @@ from crm_core.services.complaints import complaint_history, file_complaint, get_
 from crm_core.services.customer360 import get_customer_360
 from crm_core.services.customers import find_customers, get_customer, identify_customer
 from crm_core.services.identities import IdentityTaken, attach_identity
+from crm_core.services.intake import file_complaint_once
 from crm_core.services.interactions import log_interaction
 from crm_core.services.listing import TimePosition
 from crm_core.services.purchases import append_purchase
@@ -267,23 +268,47 @@ async def file(call: Call) -> Reply:
     body: ComplaintCreate = call.body
     customer = await _living_customer(call)
     assert customer.id is not None
-    complaint = await file_complaint(
-        session=call.session,
-        customer_id=customer.id,
-        category=body.category,
-        severity=body.severity,
-        description=body.description,
-        sla=sla_policy(call.application.deps.config),
-        channel=body.channel,
-    )
+    sla = sla_policy(call.application.deps.config)
+    if body.external_id is None:
+        complaint = await file_complaint(
+            session=call.session,
+            customer_id=customer.id,
+            category=body.category,
+            severity=body.severity,
+            description=body.description,
+            sla=sla,
+            channel=body.channel,
+        )
+        created = True
+    else:
+        filed = await file_complaint_once(
+            session=call.session,
+            idempotency_key=f"api:complaint:{body.channel}:{body.external_id}",
+            customer_id=customer.id,
+            category=body.category,
+            severity=body.severity,
+            description=body.description,
+            sla=sla,
+            channel=body.channel,
+        )
+        complaint, created = filed.complaint, filed.created
+        if not created and (
+            complaint.customer_id != customer.id
+            or complaint.category != body.category
+            or complaint.description != body.description.strip()
+        ):
+            raise ProblemError(problem(409, "Conflict", CONFLICT, "idempotency-conflict"))
     assert complaint.id is not None
-    # The agents' card goes out after the answer: the group's 20 messages a minute may make
-    # it wait, and the complaint is filed whether or not it is shown yet.
-    call.application.create_task(
-        _announce(call, complaint.id), name=f"api-announce-{complaint.reference}"
-    )
+    if created:
+        # The agents' card goes out after the answer: the group's 20 messages a minute may
+        # make it wait, and the complaint is filed whether or not it is shown yet.
+        call.application.create_task(
+            _announce(call, complaint.id), name=f"api-announce-{complaint.reference}"
+        )
     location = f"{V1}/complaints/{complaint.reference}"
-    return Reply(201, ComplaintPublic.model_validate(complaint), {"Location": location})
+    return Reply(
+        201 if created else 200, ComplaintPublic.model_validate(complaint), {"Location": location}
+    )
 
 
 async def _announce(call: Call, complaint_id: int) -> None:
@@ -413,9 +438,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST", f"{V1}/customers/{{customer_id}}/complaints", "fileComplaint",
         "File a complaint for a customer", W_COMPLAINTS, file,
-        {201: (ComplaintPublic, "filed; its reference is in the answer")},
-        path_params=CustomerPath, body=ComplaintCreate, problems=NO_CUSTOMER,
-        description="Filed with its SLA as in Telegram and announced in the agents' group.",
+        {
+            201: (ComplaintPublic, "filed; its reference is in the answer"),
+            200: (ComplaintPublic, "filed before under this external_id: that complaint"),
+        },
+        path_params=CustomerPath, body=ComplaintCreate,
+        problems={**NO_CUSTOMER, 409: "the external_id was used for a different complaint"},
+        description="Filed with its SLA as in Telegram and announced in the agents' group; "
+        "idempotent with external_id.",
     ),
     Endpoint(
         "GET", f"{V1}/complaints/{{reference}}", "getComplaint", "A complaint and its history",

@@ -42,11 +42,13 @@ def log_desk_event(
     handoff_id: int | None = None,
     occurred_at: datetime | None = None,
     channel: str = Channel.telegram,
+    idempotency_key: str | None = None,
 ) -> None:
     """Put a desk event on the customer's timeline, inside the caller's transaction.
 
     Written with the model directly (not the interactions service) so that the event and the
-    change it records commit or roll back together.
+    change it records commit or roll back together (with ``idempotency_key``, a second event
+    under the same key fails the whole transaction on the key's unique constraint).
     """
     interaction = Interaction(
         customer_id=customer_id,
@@ -57,6 +59,7 @@ def log_desk_event(
         details=details or {},
         complaint_id=complaint_id,
         handoff_id=handoff_id,
+        idempotency_key=idempotency_key,
     )
     if occurred_at is not None:
         interaction.occurred_at = occurred_at

@@ -124,8 +124,12 @@ async def file_complaint(
     sla: SlaPolicy | None = None,
     now: datetime | None = None,
     channel: str = Channel.telegram,
+    idempotency_key: str | None = None,
 ) -> Complaint:
-    """File a complaint for a customer, with its reference, SLA due date and first event."""
+    """File a complaint for a customer, with its reference, SLA due date and first event.
+
+    With ``idempotency_key`` (kept on the filing's timeline event) a second filing under the
+    same key raises IntegrityError and writes nothing (see ``services.intake``)."""
     category = parse_choice(ComplaintCategory, category, "category")
     severity = parse_choice(Severity, severity, "severity")
     text = _clean_description(description)
@@ -166,6 +170,7 @@ async def file_complaint(
             complaint_id=complaint.id,
             occurred_at=now,
             channel=channel,
+            idempotency_key=idempotency_key,
         )
     return complaint
 

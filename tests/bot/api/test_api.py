@@ -3,6 +3,7 @@ problem details, and a complaint's status change reaching the customer in Telegr
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -363,3 +364,27 @@ async def test_a_customer_without_a_chat_is_not_told_and_an_erased_one_takes_no_
         assert response.status == 404, (what, await response.text())
         assert "erased" in (await response.json())["detail"]
     assert await api.counts() == before
+
+
+async def test_a_complaint_sent_again_under_its_external_id_is_filed_once(api: Api) -> None:
+    headers = await api.key()
+    customer_id = await api.customer("Ann")
+    path = f"/api/v1/customers/{customer_id}/complaints"
+    body = {"category": "billing", "description": "Charged twice.", "external_id": "form-7"}
+    # Sent several times at once (a client retrying on a timeout): one complaint.
+    answers = await asyncio.gather(
+        *(api.client.post(path, json=body, headers=headers) for _ in range(4))
+    )
+    assert sorted(a.status for a in answers) == [200, 200, 200, 201]
+    references = {(await a.json())["reference"] for a in answers}
+    assert len(references) == 1
+    assert (await api.counts())["Complaint"] == 1
+    changed = await api.client.post(
+        path, json={**body, "description": "Something else."}, headers=headers
+    )
+    assert changed.status == 409 and changed.content_type == PROBLEM
+    # Without an external id every request files a complaint of its own.
+    del body["external_id"]
+    for _ in range(2):
+        assert (await api.client.post(path, json=body, headers=headers)).status == 201
+    assert (await api.counts())["Complaint"] == 3
