@@ -519,6 +519,19 @@ async def mark_sent(
         )
 
 
+async def release_claim(*, session: AsyncSession, claimed: Claimed) -> None:
+    """Nothing was sent (Telegram asked to wait): the recipient is pending again."""
+    async with unit_of_work(session):
+        await session.exec(
+            update(CampaignRecipient)
+            .where(
+                col(CampaignRecipient.id) == claimed.recipient_id,
+                col(CampaignRecipient.status) == RecipientStatus.sending,
+            )
+            .values(status=RecipientStatus.pending, claimed_at=None)
+        )
+
+
 async def mark_failed(
     *,
     session: AsyncSession,
