@@ -128,3 +128,43 @@ async def test_stop_is_honoured_and_only_subscribe_undoes_it(
 async def test_the_campaign_commands_are_for_supervisors(harness: Harness) -> None:
     alice = harness.customer("Alice")
     await alice.ask("/campaign list", contains="supervisors")
+
+
+async def _send_campaign(boss: Person, campaign_id: int, template: str) -> None:
+    await boss.ask("/campaign new", contains="What is it called")
+    await boss.ask(f"Campaign {campaign_id}", contains="who gets it")
+    await boss.ask("tag=vip", contains="match")
+    await boss.ask(template, contains="buttons under")
+    await boss.ask("stop", contains=f"Campaign #{campaign_id}")
+    confirm = await boss.ask(f"/campaign send {campaign_id}", contains="Send campaign")
+    await boss.press("Send now", confirm)
+    await boss.expect("being sent")
+
+
+async def test_a_customer_who_blocked_the_bot_is_left_out_until_they_write_again(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await harness_factory(supervisor_ids=str(SUPERVISOR_ID), campaign_rate_per_second=25)
+    boss = harness.customer("Sue", user_id=SUPERVISOR_ID)
+    ann, carl = harness.customer("Ann"), harness.customer("Carl")
+    for person in (boss, ann, carl):
+        await person.ask("/start")
+    await _tag_vip(harness, ann, carl)
+    harness.fake.block(carl.id)
+    await _send_campaign(boss, 1, "First {{ first_name }}")
+    await harness.sweep()
+    await ann.expect("First Ann")
+    report = await boss.ask("/campaign report 1", contains="Reach")
+    assert "1 sent of 2" in report.text and ", 1 failed" in report.text
+    assert "No hold-out" in report.text
+
+    await boss.ask("/campaign new", contains="What is it called")
+    await boss.ask("Second", contains="who gets it")
+    await boss.ask("tag=vip", contains="1 customer match")  # Carl is out
+    await boss.ask("/cancel", contains="")
+    harness.fake.unblock(carl.id)
+    await carl.ask("/start")  # he writes again: reachable again
+    await _send_campaign(boss, 2, "Second {{ first_name }}")
+    await harness.sweep()
+    await carl.expect("Second Carl")
+    assert not any("First" in m.text for m in carl.replies)
