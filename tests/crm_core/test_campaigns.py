@@ -45,6 +45,7 @@ from crm_core.services.campaigns import (
     split_holdout,
     start_sending,
 )
+from crm_core.services.customers import merge_customers
 
 NOW = utcnow()
 
@@ -357,3 +358,14 @@ async def test_nobody_to_send_to_is_refused(session: AsyncSession, people: dict[
 def test_criteria_survive_json() -> None:
     criteria = parse_criteria_text("segment=at risk purchased_after=2026-01-31 open_complaint=no")
     assert Criteria.from_json(criteria.to_json()) == criteria
+
+
+async def test_an_opt_out_on_a_merged_record_holds_for_the_person(
+    session: AsyncSession, people: dict[str, int]
+) -> None:
+    olga_shop = await _customer(session, "Olga S", chat=False, external_id="shop-olga")
+    await session.commit()
+    await merge_customers(session=session, survivor_id=olga_shop, absorbed_id=people["olga"])
+    survivor = await session.get(Customer, olga_shop, populate_existing=True)
+    assert survivor is not None and survivor.marketing_opt_out_at is not None
+    assert "olga" not in await _targets(session, people | {"olga": olga_shop}, "all")
