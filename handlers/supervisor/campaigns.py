@@ -73,10 +73,10 @@ def template_problem(context: DeskContext, template: str) -> str | None:
     if len(template) > MAX_TEMPLATE_CHARS:
         return f"it is longer than {MAX_TEMPLATE_CHARS} characters"
     try:
-        context.deps.texts.render_text(template, **SAMPLE_FIELDS)
+        sample = context.deps.texts.render_text(template, **SAMPLE_FIELDS)
     except jinja2.TemplateError as error:
         return str(error.message or error)
-    return None
+    return None if sample else "it comes out empty"
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ async def _write_campaign(boss: Person) -> None:
     await boss.ask("tag=vip", contains="2 customers match")
     await boss.ask("Hi {{ first_name", contains="cannot be filled in")
     await boss.ask("Hi {{ phone }}", contains="cannot be filled in")
+    await boss.ask("{{ '' }}", contains="comes out empty")
     await boss.ask("Hi {{ first_name }}, 20% off for you <3", contains="buttons under")
     await boss.ask("link Shop now\ntalk", contains="link Label https")
 
