@@ -314,10 +314,7 @@ async def create_campaign(
     holdout_share: float = 0.1,
     attribution_days: int = 14,
 ) -> Campaign:
-    if not 0 <= holdout_share <= MAX_HOLDOUT_SHARE:
-        raise InvalidCampaign(f"The hold-out share is between 0 and {MAX_HOLDOUT_SHARE}.")
-    if not 1 <= attribution_days <= 365:
-        raise InvalidCampaign("The attribution window is 1 to 365 days.")
+    check_measurement(holdout_share, attribution_days)
     if not name.strip() or len(name.strip()) > 100:
         raise InvalidCampaign("A campaign's name is 1 to 100 characters.")
     for button in buttons:
@@ -334,6 +331,38 @@ async def create_campaign(
     )
     async with unit_of_work(session):
         session.add(campaign)
+        await session.flush()
+    return campaign
+
+
+def check_measurement(holdout_share: float, attribution_days: int) -> None:
+    if not 0 <= holdout_share <= MAX_HOLDOUT_SHARE:
+        raise InvalidCampaign(f"The hold-out share is between 0% and {MAX_HOLDOUT_SHARE:.0%}.")
+    if not 1 <= attribution_days <= 365:
+        raise InvalidCampaign("The attribution window is 1 to 365 days.")
+
+
+async def configure_campaign(
+    *,
+    session: AsyncSession,
+    campaign_id: int,
+    holdout_share: float | None = None,
+    attribution_days: int | None = None,
+) -> Campaign:
+    """Change how a campaign is measured: its hold-out share (while it is a draft: the draw
+    happens at the start) and its attribution window (any time: it only changes the report)."""
+    async with unit_of_work(session):
+        campaign = await session.get(Campaign, campaign_id, populate_existing=True)
+        if campaign is None:
+            raise CampaignNotFound(f"There is no campaign #{campaign_id}.")
+        if holdout_share is not None and campaign.status != CampaignStatus.draft:
+            raise InvalidCampaign(
+                f"Campaign #{campaign_id} is {campaign.status}: its hold-out is drawn already."
+            )
+        share = campaign.holdout_share if holdout_share is None else holdout_share
+        days = campaign.attribution_days if attribution_days is None else attribution_days
+        check_measurement(share, days)
+        campaign.holdout_share, campaign.attribution_days = share, days
         await session.flush()
     return campaign
 

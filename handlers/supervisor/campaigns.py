@@ -23,6 +23,7 @@ from crm_core.services.campaigns import (
     audience,
     campaign_report,
     cancel_campaign,
+    configure_campaign,
     create_campaign,
     get_campaign,
     list_campaigns,
@@ -94,6 +95,8 @@ async def on_campaign(update: Update, context: DeskContext) -> None:
         await start_new(update, context)
     elif action == "list" and len(words) == 1:
         await show_list(context)
+    elif action == "set" and len(words) >= 3:
+        await configure(context, words[1], words[2:])
     elif action in ("preview", "send", "cancel", "report") and len(words) == 2:
         try:
             campaign_id = int(words[1].lstrip("#"))
@@ -109,6 +112,39 @@ async def on_campaign(update: Update, context: DeskContext) -> None:
         await actions[action](context, campaign_id)
     else:
         await reply(context, "supervisor_campaign_usage")
+
+
+async def configure(context: DeskContext, campaign: str, settings: list[str]) -> None:
+    """``/campaign set ID holdout=20% days=30``."""
+    try:
+        campaign_id = int(campaign.lstrip("#"))
+        values = dict(item.split("=", 1) for item in settings)
+    except ValueError:
+        await reply(context, "supervisor_campaign_usage")
+        return
+    unknown = set(values) - {"holdout", "days"}
+    if unknown:
+        raise InvalidCampaign(f"Only holdout= and days= can be set, not {', '.join(unknown)}.")
+    try:
+        raw = values.get("holdout")
+        holdout = float(raw.rstrip("%")) / 100 if raw and raw.endswith("%") else None
+        holdout = float(raw) if raw and holdout is None else holdout
+        days = int(values["days"]) if "days" in values else None
+    except ValueError:
+        raise InvalidCampaign("Write holdout=20% (or 0.2) and days=30.") from None
+    changed = await configure_campaign(
+        session=context.session,
+        campaign_id=campaign_id,
+        holdout_share=holdout,
+        attribution_days=days,
+    )
+    await reply(
+        context,
+        "supervisor_campaign_set",
+        id=campaign_id,
+        share=share(changed.holdout_share),
+        days=changed.attribution_days,
+    )
 
 
 async def show_list(context: DeskContext) -> None:

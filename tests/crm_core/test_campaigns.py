@@ -34,6 +34,7 @@ from crm_core.services.campaigns import (
     campaign_report,
     cancel_campaign,
     claim_next,
+    configure_campaign,
     create_campaign,
     finish_if_complete,
     get_campaign,
@@ -369,3 +370,18 @@ async def test_an_opt_out_on_a_merged_record_holds_for_the_person(
     survivor = await session.get(Customer, olga_shop, populate_existing=True)
     assert survivor is not None and survivor.marketing_opt_out_at is not None
     assert "olga" not in await _targets(session, people | {"olga": olga_shop}, "all")
+
+
+async def test_the_holdout_can_change_only_before_the_start(
+    session: AsyncSession, people: dict[str, int]
+) -> None:
+    campaign_id = await _campaign(session)
+    changed = await configure_campaign(
+        session=session, campaign_id=campaign_id, holdout_share=0.5, attribution_days=30
+    )
+    assert (changed.holdout_share, changed.attribution_days) == (0.5, 30)
+    assert await start_sending(session=session, campaign_id=campaign_id) == (2, 2)
+    with pytest.raises(InvalidCampaign, match="drawn already"):
+        await configure_campaign(session=session, campaign_id=campaign_id, holdout_share=0.1)
+    later = await configure_campaign(session=session, campaign_id=campaign_id, attribution_days=7)
+    assert later.attribution_days == 7

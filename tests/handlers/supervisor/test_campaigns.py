@@ -115,6 +115,9 @@ async def test_stop_is_honoured_and_only_subscribe_undoes_it(
     await boss.ask("Hello {{ name }}", contains="buttons under")
     preview = await boss.ask("none", contains="Campaign #1")
     assert "Recipients now: 2" in preview.text
+    await boss.ask("/campaign set 1 holdout=60%", contains="between 0% and 50%")
+    await boss.ask("/campaign set 1 colour=red", contains="Only holdout= and days=")
+    await boss.ask("/campaign set 1 holdout=0% days=30", contains="0% of its segment")
 
     await ann.ask("/stop", contains="keine Neuigkeiten")  # after the preview, before the send
     confirm = await boss.ask("/campaign send 1", contains="Send campaign #1")
