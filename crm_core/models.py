@@ -711,6 +711,8 @@ class CampaignRecipient(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("campaign_id", "customer_id", name="uq_campaign_recipient"),
         Index("ix_campaign_recipient_status", "campaign_id", "status", "id"),
+        # Each sweep looks for claims cut off by a crash, across campaigns.
+        Index("ix_campaign_recipient_claims", "status", "claimed_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

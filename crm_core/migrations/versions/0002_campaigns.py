@@ -57,6 +57,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('campaign_recipient', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_campaign_recipient_customer_id'), ['customer_id'], unique=False)
+        batch_op.create_index('ix_campaign_recipient_claims', ['status', 'claimed_at'], unique=False)
         batch_op.create_index('ix_campaign_recipient_status', ['campaign_id', 'status', 'id'], unique=False)
 
     with op.batch_alter_table('customer', schema=None) as batch_op:
@@ -86,6 +87,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table('campaign_recipient', schema=None) as batch_op:
         batch_op.drop_index('ix_campaign_recipient_status')
+        batch_op.drop_index('ix_campaign_recipient_claims')
         batch_op.drop_index(batch_op.f('ix_campaign_recipient_customer_id'))
 
     op.drop_table('campaign_recipient')
