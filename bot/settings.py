@@ -113,6 +113,30 @@ class Settings(BaseSettings):
         le=SECONDS_PER_DAY,
         description="Seconds between sweeps for expired flows, reminders, SLAs.",
     )
+    campaign_rate_per_second: float = Field(
+        default=10,
+        gt=0,
+        le=25,
+        description=(
+            "Campaign messages sent per second at most (Telegram allows about 30 a second to "
+            "different chats; the rest is left for the desk's own replies)."
+        ),
+    )
+    campaign_batch_size: int = Field(
+        default=300,
+        gt=0,
+        le=10_000,
+        description="Campaign messages sent per sweep at most; the rest go in the next sweeps.",
+    )
+    campaign_claim_seconds: int = Field(
+        default=300,
+        gt=0,
+        le=SECONDS_PER_DAY,
+        description=(
+            "A campaign message claimed this long ago and not recorded as sent was cut off by a "
+            "crash: it is recorded as failed (unknown) and never sent again."
+        ),
+    )
     default_phone_region: str | None = Field(
         default=None,
         description="ISO country code for phone numbers given without +country (e.g. DE).",

@@ -128,6 +128,7 @@ class InteractionKind(StrEnum):
     csat = "csat"
     identity = "identity"
     system = "system"
+    campaign = "campaign"  # a campaign's message, a press of its buttons, an opt-out
 
 
 class ComplaintCategory(StrEnum):
@@ -200,6 +201,13 @@ class Customer(CustomerBase, table=True):
     # stale id (an old button, an in-flight update) still resolves to the right person.
     merged_into_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
     anonymized_at: datetime | None = _ts(default=None)
+    # Consent to campaigns: set when the customer opted out (/stop, a campaign's button), with
+    # where it came from; cleared only by their own /subscribe.
+    marketing_opt_out_at: datetime | None = _ts(default=None)
+    marketing_opt_out_source: str | None = Field(default=None, max_length=64)
+    # When Telegram last refused a message to them (they blocked the bot); a message from
+    # them afterwards (``last_seen_at`` later than this) shows they can be reached again.
+    unreachable_at: datetime | None = _ts(default=None)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 
@@ -292,6 +300,8 @@ class Interaction(InteractionBase, table=True):
     idempotency_key: str | None = Field(default=None, max_length=200)
     handoff_id: int | None = Field(default=None, foreign_key="handoff.id", index=True)
     complaint_id: int | None = Field(default=None, foreign_key="complaint.id", index=True)
+    # A campaign's send, button press or opt-out (the campaign report aggregates by it).
+    campaign_id: int | None = Field(default=None, foreign_key="campaign.id", index=True)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 
@@ -809,3 +819,82 @@ class BotAnswerOutcome(SQLModel, table=True):
     customer_id: int | None = None
     answered_at: datetime = Field(sa_type=UTCDateTime)
     verified: bool
+
+
+# --------------------------------------------------------------------------------------------
+# Campaigns: a message to a segment of customers, with a hold-out group to measure its lift
+# --------------------------------------------------------------------------------------------
+
+
+class CampaignStatus(StrEnum):
+    draft = "draft"
+    sending = "sending"
+    done = "done"
+    cancelled = "cancelled"
+
+
+class RecipientGroup(StrEnum):
+    treatment = "treatment"  # is sent the message
+    holdout = "holdout"  # same segment, never sent to: what would have happened anyway
+
+
+class RecipientStatus(StrEnum):
+    pending = "pending"
+    sending = "sending"  # claimed by a sender; a crash leaves it here (never sent again)
+    sent = "sent"
+    skipped = "skipped"  # not sent on purpose (opted out since, erased, no chat, hold-out)
+    failed = "failed"  # Telegram refused, or the outcome is unknown after a crash
+
+
+class CampaignBase(SQLModel):
+    name: str = Field(max_length=100)
+    # Segment criteria, combined with AND: segment, tag, purchased_before, purchased_after
+    # (ISO dates, of the last purchase), open_complaint (true/false), language.
+    criteria: dict[str, Any] = _json(dict)
+    template: str = Field(sa_type=Text, description="Jinja2 text with the customer's fields")
+    # [{"kind": "link", "label": ..., "url": ...}, {"kind": "talk"}, {"kind": "stop"}]
+    buttons: list[dict[str, Any]] = _json(list)
+    holdout_share: float = 0.1
+    attribution_days: int = 14
+
+
+class Campaign(CampaignBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    status: CampaignStatus = _enum(CampaignStatus, default=CampaignStatus.draft)
+    created_by: int | None = Field(default=None, sa_type=BigInteger, description="Telegram id")
+    started_at: datetime | None = _ts(default=None)
+    finished_at: datetime | None = _ts(default=None)
+    created_at: datetime = _created()
+    updated_at: datetime = _updated()
+
+
+class CampaignPublic(CampaignBase):
+    id: int
+    status: CampaignStatus
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_at: datetime
+
+
+class CampaignRecipient(SQLModel, table=True):
+    """One customer of a campaign's segment, frozen when sending starts: in the treatment group
+    (sent to once, at most) or the hold-out (never sent to)."""
+
+    __tablename__ = "campaign_recipient"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "customer_id", name="uq_campaign_recipient"),
+        Index("ix_campaign_recipient_status", "campaign_id", "status", "id"),
+        # Each sweep looks for claims cut off by a crash, across campaigns.
+        Index("ix_campaign_recipient_claims", "status", "claimed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id")
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    # treatment or hold-out ("group" is an SQL keyword)
+    cohort: RecipientGroup = _enum(RecipientGroup)
+    status: RecipientStatus = _enum(RecipientStatus, default=RecipientStatus.pending)
+    reason: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = _ts(default=None)
+    sent_at: datetime | None = _ts(default=None)
+    created_at: datetime = _created()

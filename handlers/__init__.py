@@ -30,7 +30,7 @@ from handlers.core.groups import Group
 from handlers.core.texts import Texts
 from handlers.customer import complaint_flow
 from handlers.customer import registration as customer
-from handlers.supervisor import jobs
+from handlers.supervisor import campaign_sender, jobs
 from handlers.supervisor import registration as supervisor
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ def sweepers() -> list[Sweeper]:
         idle.sweep_idle_handoffs,
         complaint_flow.sweep_expired_flows,
         jobs.sweep_analytics,
+        # Last: it paces itself, so it should not hold up the others.
+        campaign_sender.sweep_campaigns,
     ]
 
 

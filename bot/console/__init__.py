@@ -90,6 +90,7 @@ def add_console(app: web.Application, config: ConsoleConfig) -> None:
     r.add_get("/console/customers", _signed_in(_customers))
     r.add_get("/console/customers/{customer_id}", _signed_in(_customer))
     r.add_get("/console/gaps", _signed_in(_gaps))
+    r.add_get("/console/campaigns", _signed_in(_campaigns))
     r.add_get("/console/api/stats", _signed_in(_stats_json))
 
 
@@ -357,3 +358,10 @@ async def _gaps(request: web.Request, session: Session) -> web.StreamResponse:
     async with _session_factory(request)() as db:
         gaps = await data.knowledge_gaps(db, days)
     return _page(request, session, "gaps.j2", gaps=gaps, days=days)
+
+
+async def _campaigns(request: web.Request, session: Session) -> web.StreamResponse:
+    """Read-only: the latest campaigns with their reports (they are written in Telegram)."""
+    async with _session_factory(request)() as db:
+        reports = await data.campaign_reports(db)
+    return _page(request, session, "campaigns.j2", reports=reports)

@@ -23,11 +23,13 @@ from crm_core.models import (
     InteractionKind,
     Severity,
 )
+from crm_core.services.campaigns import campaign_report, list_campaigns
 from crm_core.services.complaints import complaint_history, get_complaint, list_open_complaints
 from crm_core.services.customer360 import Customer360, get_customer_360
 from crm_core.services.customers import find_customers
 from crm_core.services.handoffs import list_waiting_handoffs
 from crm_core.services.stats import ComplaintStats, complaint_stats
+from handlers.core.format import format_money
 
 TIMELINE_LIMIT = 500
 LIST_LIMIT = 200
@@ -188,3 +190,36 @@ async def knowledge_gaps(session: AsyncSession, days: int) -> list[dict[str, Any
         gap = gaps.setdefault(key, {"question": text.strip(), "count": 0, "last": when})
         gap["count"] += 1
     return sorted(gaps.values(), key=lambda g: (-g["count"], -g["last"].timestamp()))[:LIST_LIMIT]
+
+
+async def campaign_reports(session: AsyncSession, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest campaigns, each with its report's figures ready to show."""
+    rows = []
+    for campaign in await list_campaigns(session=session, limit=limit):
+        assert campaign.id is not None
+        report = await campaign_report(session=session, campaign_id=campaign.id)
+        t, h = report.treatment, report.holdout
+        rows.append(
+            {
+                "id": campaign.id,
+                "name": campaign.name,
+                "status": str(campaign.status),
+                "started": report.window_start,
+                "days": campaign.attribution_days,
+                "t": t,
+                "h": h,
+                "presses": report.presses,
+                "pending": report.pending,
+                "unknown": report.unknown,
+                "t_per": format_money(round(t.revenue_per_recipient), None),
+                "h_per": format_money(round(h.revenue_per_recipient), None),
+                "lift": _lift(report.revenue_lift),
+                "conversion_lift": _lift(report.conversion_lift),
+                "incremental": format_money(round(report.incremental_revenue_minor), None),
+            }
+        )
+    return rows
+
+
+def _lift(value: float | None) -> str:
+    return f"{value:+.0%}" if value is not None else "—"

@@ -445,6 +445,14 @@ def _fill_survivor(survivor: Customer, absorbed: Customer, taken: dict[str, str 
     survivor.tags = _unique_tags([*survivor.tags, *absorbed.tags])
     survivor.first_seen_at = _earliest(survivor.first_seen_at, absorbed.first_seen_at)
     survivor.last_seen_at = _latest(survivor.last_seen_at, absorbed.last_seen_at)
+    # One person: an opt-out from campaigns on either record holds for both (the first kept).
+    if absorbed.marketing_opt_out_at and (
+        survivor.marketing_opt_out_at is None
+        or absorbed.marketing_opt_out_at < survivor.marketing_opt_out_at
+    ):
+        survivor.marketing_opt_out_at = absorbed.marketing_opt_out_at
+        survivor.marketing_opt_out_source = absorbed.marketing_opt_out_source
+    survivor.unreachable_at = _latest(survivor.unreachable_at, absorbed.unreachable_at)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

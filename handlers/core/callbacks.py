@@ -29,6 +29,8 @@ class Prefix(StrEnum):
     CSAT = "sat"  # satisfaction score after a handoff: sat:<handoff_id>:<1-5>
     CONFIRM_FORGET = "fg"  # confirm erasure: fg:<yes|no>
     STATS_BEHIND = "sb"  # what is behind a /stats figure: sb:<figure>:<start>:<end> (epoch s)
+    CAMPAIGN_SEND = "cs"  # supervisor confirms a campaign's send: cs:<campaign_id>:<yes|no>
+    CAMPAIGN_BUTTON = "cb"  # customer presses a campaign's button: cb:<campaign_id>:<talk|stop>
     NOOP = "nop"  # a button that does nothing (labels)
 
 

@@ -10,6 +10,7 @@ from handlers.core.texts import Texts
 
 CUSTOMER_COMMANDS = (
     "start", "help", "complaint", "mycomplaints", "human", "mydata", "forgetme", "email", "cancel",
+    "stop",
 )  # fmt: skip
 AGENT_COMMANDS = (
     "queue", "customer", "note", "resolve", "status", "assign", "severity", "s", "snippets",
@@ -17,7 +18,7 @@ AGENT_COMMANDS = (
 )  # fmt: skip
 SUPERVISOR_COMMANDS = (
     "stats", "sla", "agents", "export", "segments", "mvc", "churn", "gaps", "reload_kb",
-    "snippet",
+    "snippet", "campaign",
 )  # fmt: skip
 
 

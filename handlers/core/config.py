@@ -29,6 +29,10 @@ class DeskConfig:
     agent_signature: Literal["first_name", "none"] = "first_name"
     membership_cache_seconds: int = 5
     sweep_interval_seconds: int = 60
+    # Campaigns: messages a second and a sweep at most; a claim older than this was cut off.
+    campaign_rate_per_second: float = 10
+    campaign_batch_size: int = 300
+    campaign_claim_seconds: int = 300
     default_phone_region: str | None = None
     default_language: str = "en"
     # Give waiting customers to free agents (round robin), at most agent_cap open each.

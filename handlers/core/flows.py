@@ -33,6 +33,7 @@ class FlowName(StrEnum):
     # a second press of "Submit" names it instead of filing twice.
     COMPLAINT_FILED = "complaint_filed"
     CSAT = "csat"
+    CAMPAIGN = "campaign"  # a supervisor writing a new campaign (/campaign new)
 
 
 # Step function: (update, context, the chat's flow) -> True when it took the message.

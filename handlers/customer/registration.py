@@ -22,15 +22,18 @@ from handlers.customer import (
     handoff,
     identity,
     kb,
+    marketing,
     menu,
     menu_actions,
     my_data,
 )
+from handlers.supervisor import campaigns
 
 # Which step function takes a chat's next message, by the flow that owns the chat.
 FLOW_STEPS: dict[str, MessageStep] = {
     FlowName.COMPLAINT: complaint_flow.take_message,
     FlowName.CSAT: csat.take_comment,
+    FlowName.CAMPAIGN: campaigns.take_message,  # a supervisor writing /campaign new
 }
 
 
@@ -58,6 +61,7 @@ def build_handlers(config: DeskConfig, texts: Texts) -> list[BaseHandler[Any, An
         *cancel.build_handlers(),
         *handoff.build_handlers(config, texts),
         *my_data.build_handlers(config, texts),
+        *marketing.build_handlers(),
         *menu_actions.build_handlers(),
         *kb.build_handlers(config, texts),
     ]

@@ -1,6 +1,7 @@
 """Supervisors' commands (``DESKBOT_SUPERVISOR_IDS``; in a private chat or the agents' group):
 ``stats`` (/stats and its chart and buttons), ``desk`` (/sla, /agents, /export), ``customers``
-(/segments, /mvc, /churn, /gaps), ``knowledge_base`` (/reload_kb), ``jobs`` (the analytics
+(/segments, /mvc, /churn, /gaps), ``campaigns`` (/campaign; sent by
+``campaign_sender``'s sweeper), ``knowledge_base`` (/reload_kb), ``jobs`` (the analytics
 refreshes run by the sweeper)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filt
 
 from handlers.agents import snippets
 from handlers.core.callbacks import Prefix, pattern
-from handlers.supervisor import customers, desk, knowledge_base, stats
+from handlers.supervisor import campaigns, customers, desk, knowledge_base, stats
 
 
 def build_handlers() -> list[BaseHandler[Any, Any, Any]]:
@@ -29,4 +30,6 @@ def build_handlers() -> list[BaseHandler[Any, Any, Any]]:
         CommandHandler("gaps", customers.on_gaps, filters=chats),
         CommandHandler("reload_kb", knowledge_base.on_reload_kb, filters=chats),
         CommandHandler("snippet", snippets.on_manage_snippet, filters=chats),
+        CommandHandler("campaign", campaigns.on_campaign, filters=chats),
+        CallbackQueryHandler(campaigns.on_send_choice, pattern=pattern(Prefix.CAMPAIGN_SEND)),
     ]

@@ -15,6 +15,7 @@ import pytest
 from bot.console.auth import LoginRefused, sign_login_widget, verify_login_widget
 from bot.sandbox.run import Sandbox
 from crm_core.models import ComplaintStatus, Direction, InteractionKind
+from crm_core.services.campaigns import create_campaign, parse_criteria_text, start_sending
 from crm_core.services.complaints import file_complaint, get_complaint
 from crm_core.services.customers import identify_customer
 from crm_core.services.interactions import log_interaction
@@ -27,6 +28,7 @@ PAGES = [
     "/console/customers",
     "/console/customers/1",
     "/console/gaps",
+    "/console/campaigns",
 ]
 EVIL_NAME = "<script>alert('name')</script>"
 EVIL_TEXT = '<img src=x onerror="alert(1)"> & <b>bold</b>'
@@ -195,6 +197,7 @@ async def test_customer_html_is_escaped_on_every_page(
         "/console/customers",
         f"/console/customers/{customer_id}",
         "/console/gaps",
+        "/console/campaigns",
     ):
         response = await http.get(path)
         assert response.status == 200, path
@@ -266,3 +269,31 @@ async def test_questions_the_bot_could_not_answer_are_the_gaps(
     row = re.search(r"<tr><td class=\"text\">(.*?)</td><td>(\d+)</td>", page)
     assert row is not None, page
     assert row.groups() == ("What is the meaning of life?", "2")
+
+
+async def test_the_campaigns_page_shows_each_campaigns_report(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    async with sandbox.app.deps.session_factory() as session:
+        for n in range(4):
+            await identify_customer(
+                session=session, channel="telegram", external_id=f"31{n}", name=f"C{n}"
+            )
+        campaign = await create_campaign(
+            session=session,
+            name=EVIL_NAME,
+            criteria=parse_criteria_text("all"),
+            template="Hi",
+            buttons=[],
+            created_by=None,
+            holdout_share=0.5,
+        )
+        assert campaign.id is not None
+        sending = await start_sending(session=session, campaign_id=campaign.id)
+    await _sign_in(http, sandbox)
+    page = await (await http.get("/console/campaigns")).text()
+    assert (
+        "&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;" in page and "<script>alert" not in page
+    )
+    treatment, _ = sending
+    assert f"0 / {treatment} ({treatment} to go)" in page and "sending" in page

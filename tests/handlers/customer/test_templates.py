@@ -48,6 +48,8 @@ CUSTOMER_TEMPLATES: dict[str, dict[str, object]] = {
     "complaint_not_yours": {}, "mydata_caption": {},
     "complaint_view_label": {"reference": HOSTILE, "status": HOSTILE},
     "forget_confirm": {}, "forget_kept": {}, "forget_done": {},
+    "campaign_message": {"text": HOSTILE},
+    "marketing_stopped": {"already": False}, "marketing_subscribed": {"already": True},
 }  # fmt: skip
 
 
