@@ -174,6 +174,8 @@ def desk_config_from_settings(settings: Settings) -> DeskConfig:
         reopen_hours=settings.reopen_hours,
         business_hours=settings.business_hours,
         holidays=settings.holidays,
+        retention_days=settings.retention_days,
+        retention_mode=settings.retention_mode,
     )
 
 

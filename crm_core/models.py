@@ -227,6 +227,9 @@ class Interaction(InteractionBase, table=True):
         # probes (verified resolution) as one index range each, kinds read from the index.
         Index("ix_interaction_kind_time", "kind", "occurred_at"),
         Index("ix_interaction_customer_time_kind", "customer_id", "occurred_at", "kind"),
+        # Retention (crm_core.services.retention): the oldest rows not yet anonymised are one
+        # index range, however many anonymised rows lie before them.
+        Index("ix_interaction_retention", "anonymized_at", "occurred_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -235,6 +238,8 @@ class Interaction(InteractionBase, table=True):
     idempotency_key: str | None = Field(default=None, max_length=200)
     handoff_id: int | None = Field(default=None, foreign_key="handoff.id", index=True)
     complaint_id: int | None = Field(default=None, foreign_key="complaint.id", index=True)
+    # Set when the retention sweep removed the row's text and personal details.
+    anonymized_at: datetime | None = _ts(default=None)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 
