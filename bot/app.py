@@ -10,7 +10,9 @@ Design decisions:
   chat, the same user), so a customer's messages are handled in the order sent.
 - **Flood control.** ``AIORateLimiter`` throttles to Telegram's limits and retries a 429 after
   its ``retry_after`` (up to ``RATE_LIMIT_RETRIES`` times) instead of failing the handler.
-- **No token in logs.** The token is registered with ``bot.logging_setup``'s redaction filter.
+- **No secret or personal data in logs.** The token, the webhook secret and the console password
+  are registered with ``bot.logging_setup``'s redaction filter, which also masks phones and
+  e-mail addresses.
 - **Periodic work** (expired flows, reminders, SLA checks): ``handlers.sweepers()`` lists
   ``async def sweep(context: DeskContext)`` functions; the application runs each every
   ``sweep_interval_seconds`` in its own scope (session). State lives in the database, so a
@@ -40,7 +42,7 @@ from telegram.ext import (
 )
 
 import handlers
-from bot.logging_setup import protect_secret
+from bot.logging_setup import install_redaction
 from bot.settings import ConfigurationError, Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
 from handlers.core.config import DeskConfig
@@ -177,6 +179,8 @@ def desk_config_from_settings(settings: Settings) -> DeskConfig:
         reopen_hours=settings.reopen_hours,
         business_hours=settings.business_hours,
         holidays=settings.holidays,
+        retention_days=settings.retention_days,
+        retention_mode=settings.retention_mode,
     )
 
 
@@ -194,7 +198,15 @@ def build_application(
     if settings.telegram_token is None or not settings.telegram_token.get_secret_value():
         raise ValueError("DESKBOT_TELEGRAM_TOKEN is required")
     token = settings.telegram_token.get_secret_value()
-    protect_secret(token)
+    # Here rather than in `deskbot run` alone: whatever builds the application (the tests'
+    # harness too) logs through the same redaction.
+    install_redaction(
+        token,
+        *(
+            secret.get_secret_value() if secret else None
+            for secret in (settings.webhook_secret_token, settings.console_password)
+        ),
+    )
 
     owns_engine = session_factory is None
     if session_factory is None:

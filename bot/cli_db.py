@@ -1,4 +1,5 @@
-"""`deskbot db upgrade|current|check|stamp`: the database schema, managed by migrations."""
+"""`deskbot db upgrade|current|check|stamp`: the database schema, managed by migrations;
+`deskbot db retention`: the retention sweep (``DESKBOT_RETENTION_DAYS``) run now, to the end."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pydantic import ValidationError
 
 from bot.settings import Settings, describe_validation_error
 from crm_core import migrate
+from crm_core.db import create_engine, create_session_factory
 from crm_core.errors import DomainError
+from crm_core.services.retention import RetentionMode, apply_retention, retention_cutoff
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -22,7 +25,7 @@ EXIT_USAGE = 2
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "db",
-        help="manage the database schema (upgrade, current, check, stamp)",
+        help="manage the database schema (upgrade, current, check, stamp) and retention",
         description="Manage the database schema. The URL defaults to DESKBOT_DATABASE_URL.",
     )
     commands = parser.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
@@ -64,6 +67,28 @@ def register(sub: Any) -> None:
     )
     add_database_url_option(stamp)
     stamp.set_defaults(func=_stamp)
+
+    retention = commands.add_parser(
+        "retention",
+        help="anonymise or delete interactions older than the retention now",
+        description="Apply the retention now, to the end, in batches of 1,000 rows (one "
+        "transaction each): interactions older than DESKBOT_RETENTION_DAYS lose their text and "
+        "personal details (DESKBOT_RETENTION_MODE=anonymise) or are deleted (delete). "
+        "Complaints, handoffs and purchases are kept.",
+    )
+    add_database_url_option(retention)
+    retention.add_argument(
+        "--days", type=int, help="retention in days (default: DESKBOT_RETENTION_DAYS)"
+    )
+    retention.add_argument(
+        "--mode",
+        choices=[mode.value for mode in RetentionMode],
+        help="default: DESKBOT_RETENTION_MODE",
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="only report how many rows would be touched"
+    )
+    retention.set_defaults(func=_retention)
 
 
 def add_database_url_option(parser: argparse.ArgumentParser) -> None:
@@ -159,6 +184,47 @@ def _stamp(args: argparse.Namespace) -> int:
     async def action(url: str) -> int:
         await migrate.stamp_database(url)
         print(f"database stamped at {migrate.head_revision()}")
+        return EXIT_OK
+
+    return run_database_command(args, action)
+
+
+def _retention(args: argparse.Namespace) -> int:
+    days, mode = args.days, args.mode
+    if days is None or mode is None:
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            print(describe_validation_error(exc), file=sys.stderr)
+            return EXIT_USAGE
+        days = settings.retention_days if days is None else days
+        mode = settings.retention_mode if mode is None else mode
+    if days < 0:
+        print(f"error: --days must be 0 or more, got {days}", file=sys.stderr)
+        return EXIT_USAGE
+    if days == 0:
+        print("retention is off (DESKBOT_RETENTION_DAYS is 0 or unset): interactions are kept")
+        return EXIT_OK
+
+    async def action(url: str) -> int:
+        await migrate.ensure_database_current(url)
+        engine = create_engine(url)
+        try:
+            async with create_session_factory(engine)() as session:
+                report = await apply_retention(
+                    session=session,
+                    before=retention_cutoff(days),
+                    mode=RetentionMode(mode),
+                    dry_run=args.dry_run,
+                )
+        finally:
+            await engine.dispose()
+        done = "deleted" if report.mode is RetentionMode.delete else "anonymised"
+        when = f"older than {days} day(s) (before {report.before:%Y-%m-%d %H:%M} UTC)"
+        if args.dry_run:
+            print(f"dry run: {report.touched} interaction(s) {when} would be {done}")
+        else:
+            print(f"{report.touched} interaction(s) {when} {done}")
         return EXIT_OK
 
     return run_database_command(args, action)

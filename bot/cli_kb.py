@@ -1,14 +1,26 @@
 """`deskbot kb`: check a knowledge-base folder, ask it a question, evaluate it on labelled
-questions, tune its answer/suggest thresholds and list the knowledge gaps."""
+questions, tune its answer/suggest thresholds and list the knowledge gaps (by default those the
+CRM recorded, as the supervisors' /gaps shows them; or those of a file)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+
+from bot.cli_db import add_database_url_option, resolve_database_url
+from bot.settings import Settings, describe_validation_error
+from crm_core import migrate
+from crm_core.db import create_engine, create_session_factory, is_sqlite
+from crm_core.errors import DomainError
+from crm_core.periods import DEFAULT_PERIOD, InvalidPeriod, Period, parse_period
+from crm_core.services.gaps import GapReport, knowledge_gaps
 from knowledge_base import default_kb_dir, load_knowledge_base
 from knowledge_base.base import KnowledgeBase
 from knowledge_base.evaluation import (
@@ -60,15 +72,35 @@ def register(sub: Any) -> None:
     tune.add_argument("--dry-run", action="store_true", help="print, do not write kb.yaml")
     tune.set_defaults(func=_tune)
 
-    gaps = kb_sub.add_parser("gaps", help="unanswered questions grouped by similarity")
+    gaps = kb_sub.add_parser(
+        "gaps",
+        help="unanswered questions grouped by similarity",
+        description="The questions the knowledge base could not answer, grouped by "
+        "similarity, largest group first, with examples. By default from the CRM "
+        "(DESKBOT_DATABASE_URL), as the supervisors' /gaps shows them, with the agents' "
+        "answers; with --from, from a file.",
+    )
+    add_database_url_option(gaps)
+    gaps.add_argument(
+        "--period",
+        default=DEFAULT_PERIOD,
+        help="today, 7d (default), 30d (any Nd), month or YYYY-MM-DD..YYYY-MM-DD, in "
+        "DESKBOT_TIMEZONE",
+    )
+    gaps.add_argument("--limit", type=int, default=10, help="groups shown (database)")
     gaps.add_argument(
         "--from",
         dest="source",
         type=Path,
-        required=True,
-        help="CSV with a text column (optional verdict, candidates) or one question a line",
+        help="read the questions from a CSV with a text column (optional verdict, "
+        "candidates) or one question a line, instead of the database",
     )
-    gaps.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="0..1")
+    gaps.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help=f"0..1, with --from (default {DEFAULT_THRESHOLD})",
+    )
     gaps.add_argument("--examples", type=int, default=3, help="questions shown per group")
     gaps.set_defaults(func=_gaps)
 
@@ -202,14 +234,83 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _gaps(args: argparse.Namespace) -> int:
-    if not 0.0 <= args.threshold <= 1.0:
-        print(f"error: --threshold must be between 0 and 1, got {args.threshold}", file=sys.stderr)
+    if args.source is None:
+        return _gaps_from_database(args)
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if not 0.0 <= threshold <= 1.0:
+        print(f"error: --threshold must be between 0 and 1, got {threshold}", file=sys.stderr)
         return EXIT_USAGE
     try:
         questions = read_gap_file(args.source)
-        groups = group_gaps(questions, args.threshold)
+        groups = group_gaps(questions, threshold)
     except (GapFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(format_gaps(groups, examples=max(1, args.examples)))
     return EXIT_OK
+
+
+def _gaps_from_database(args: argparse.Namespace) -> int:
+    """The supervisors' /gaps report (``crm_core.services.gaps``), printed."""
+    if args.threshold is not None:
+        print("error: --threshold applies to --from FILE only", file=sys.stderr)
+        return EXIT_USAGE
+    if args.limit < 1:
+        print(f"error: --limit must be 1 or more, got {args.limit}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        time_zone = Settings().timezone
+    except ValidationError as exc:
+        print(describe_validation_error(exc), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        period = parse_period(args.period, time_zone=time_zone)
+    except InvalidPeriod as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    url = resolve_database_url(args)
+    if url is None:
+        return EXIT_USAGE
+    if is_sqlite(url) and not _sqlite_file_exists(url):
+        print(f"error: no database at {url} (set DESKBOT_DATABASE_URL)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = asyncio.run(_read_gaps(url, period, args.limit))
+    except DomainError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(format_gap_report(report, period, examples=max(1, args.examples)))
+    return EXIT_OK
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    database = make_url(url).database
+    return database is not None and database != ":memory:" and Path(database).is_file()
+
+
+async def _read_gaps(url: str, period: Period, limit: int) -> GapReport:
+    await migrate.ensure_database_current(url)
+    engine = create_engine(url)
+    try:
+        async with create_session_factory(engine)() as session:
+            return await knowledge_gaps(session=session, window=period.current, limit=limit)
+    finally:
+        await engine.dispose()
+
+
+def format_gap_report(report: GapReport, period: Period, *, examples: int = 3) -> str:
+    zone = period.zone
+    start = report.window.start.astimezone(zone)
+    end = report.window.end.astimezone(zone)
+    lines = [
+        f"knowledge gaps, {period.label} ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} "
+        f"{period.time_zone}): {report.unanswered} question(s) without an answer"
+    ]
+    if not report.groups:
+        lines.append("every question got an answer")
+    for number, group in enumerate(report.groups, start=1):
+        lines.append(f"{number}. {group.count}x {group.question!r}")
+        lines.extend(f"   - {text}" for text in group.examples[1:examples])
+        if group.agent_answers:
+            lines.append("   agents answered: " + " / ".join(group.agent_answers))
+    return "\n".join(lines)

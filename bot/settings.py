@@ -168,6 +168,18 @@ class Settings(BaseSettings):
     holidays: str = Field(
         default="", description="Days the desk is closed, e.g. '2026-12-24, 2026-12-25'."
     )
+    retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=36_500,
+        description="Interactions older than this many days are anonymised or deleted by a "
+        "sweep (0: kept forever).",
+    )
+    retention_mode: Literal["anonymise", "delete"] = Field(
+        default="anonymise",
+        description="What the retention sweep does: `anonymise` (text and personal details go, "
+        "the row and its counts stay) or `delete`.",
+    )
 
     # --- Webhook (optional; `deskbot run --webhook`) -----------------------------------------
     webhook_url: str | None = Field(
@@ -278,6 +290,14 @@ class Settings(BaseSettings):
             raise ValueError(f"hours must be positive and at most {MAX_SLA_HOURS}")
         # Severities not mentioned keep their default, so a partial mapping is fine.
         return {**DEFAULT_SLA_HOURS, **value}
+
+    @field_validator("retention_mode", mode="before")
+    @classmethod
+    def _retention_spelling(cls, value: Any) -> Any:
+        # Both spellings are accepted; the American one is stored as the setting's own.
+        if isinstance(value, str) and value.strip().lower() == "anonymize":
+            return "anonymise"
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

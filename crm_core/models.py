@@ -292,6 +292,9 @@ class Interaction(InteractionBase, table=True):
         # probes (verified resolution) as one index range each, kinds read from the index.
         Index("ix_interaction_kind_time", "kind", "occurred_at"),
         Index("ix_interaction_customer_time_kind", "customer_id", "occurred_at", "kind"),
+        # Retention (crm_core.services.retention): the oldest rows not yet anonymised are one
+        # index range, however many anonymised rows lie before them.
+        Index("ix_interaction_retention", "anonymized_at", "occurred_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -302,6 +305,8 @@ class Interaction(InteractionBase, table=True):
     complaint_id: int | None = Field(default=None, foreign_key="complaint.id", index=True)
     # A campaign's send, button press or opt-out (the campaign report aggregates by it).
     campaign_id: int | None = Field(default=None, foreign_key="campaign.id", index=True)
+    # Set when the retention sweep removed the row's text and personal details.
+    anonymized_at: datetime | None = _ts(default=None)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 

@@ -74,6 +74,7 @@ def sweepers() -> list[Sweeper]:
         idle.sweep_idle_handoffs,
         complaint_flow.sweep_expired_flows,
         jobs.sweep_analytics,
+        jobs.sweep_retention,
         # Last: it paces itself, so it should not hold up the others.
         campaign_sender.sweep_campaigns,
     ]

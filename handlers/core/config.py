@@ -47,6 +47,9 @@ class DeskConfig:
     # When people answer (empty: always) and the days they do not; SLA clocks pause outside.
     business_hours: str = ""
     holidays: str = ""
+    # Interactions older than this are anonymised or deleted by a sweep (0: kept forever).
+    retention_days: int = 0
+    retention_mode: Literal["anonymise", "delete"] = "anonymise"
 
     @property
     def zone(self) -> ZoneInfo:
