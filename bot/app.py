@@ -73,6 +73,8 @@ class DeskApplication(Application):
         # Periodic work (expired flows, reminders, SLA checks), every sweep_interval_seconds.
         self.sweepers: list[Sweeper] = []
         self._sweep_task: asyncio.Task[None] | None = None
+        # Stale cards, shown when due within the group's edit budget (handlers.agents.live_cards).
+        self._cards_task: asyncio.Task[None] | None = None
 
     @property
     def deps(self) -> Deps:
@@ -92,8 +94,14 @@ class DeskApplication(Application):
         await super().start()
         interval = self.deps.config.sweep_interval_seconds
         self._sweep_task = asyncio.create_task(self._sweep_forever(interval), name="sweeps")
+        self._cards_task = asyncio.create_task(handlers.refresh_cards_forever(self), name="cards")
 
     async def stop(self) -> None:
+        if self._cards_task is not None:
+            self._cards_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cards_task
+            self._cards_task = None
         if self._sweep_task is not None:
             self._sweep_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -166,6 +174,8 @@ def desk_config_from_settings(settings: Settings) -> DeskConfig:
         agent_signature=settings.agent_signature,
         membership_cache_seconds=settings.membership_cache_seconds,
         sweep_interval_seconds=settings.sweep_interval_seconds,
+        card_refresh_seconds=settings.card_refresh_seconds,
+        card_edits_per_minute=settings.card_edits_per_minute,
         default_phone_region=settings.default_phone_region,
         timezone=settings.timezone,
         auto_assign=settings.auto_assign,

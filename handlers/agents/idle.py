@@ -16,8 +16,8 @@ from crm_core.services.handoffs import (
     reopen_handoff,
 )
 from handlers.agents.announce import HandoffSubject, post_html, set_topic_open
-from handlers.agents.cards import relabel_card
 from handlers.agents.claims import ask_rating
+from handlers.agents.live_cards import relabel_card
 from handlers.core.context import DeskContext
 from handlers.core.format import display_name, format_hours
 from handlers.core.membership import agent_chat_id

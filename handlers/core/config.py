@@ -29,6 +29,10 @@ class DeskConfig:
     agent_signature: Literal["first_name", "none"] = "first_name"
     membership_cache_seconds: int = 5
     sweep_interval_seconds: int = 60
+    # A card is edited at most once per card_refresh_seconds, and a group gets at most
+    # card_edits_per_minute card edits and topic renames (Telegram counts them as messages).
+    card_refresh_seconds: float = 3
+    card_edits_per_minute: int = 10
     default_phone_region: str | None = None
     default_language: str = "en"
     # Give waiting customers to free agents (round robin), at most agent_cap open each.

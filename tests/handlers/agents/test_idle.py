@@ -9,7 +9,7 @@ from sqlalchemy import update
 from crm_core.clock import utcnow
 from crm_core.models import Handoff, HandoffStatus, Interaction
 from tests.handlers.conftest import BOTH_DATABASES, HarnessFactory
-from tests.handlers.desk import GROUP_ID, drain, latest_handoff, open_handoff, start
+from tests.handlers.desk import card_shows, drain, latest_handoff, open_handoff, start
 
 
 @BOTH_DATABASES
@@ -36,7 +36,7 @@ async def test_a_conversation_nobody_wrote_in_closes_and_asks_for_a_rating(
     await alice.expect("How satisfied")
     await sam.expect("Closed after 1 hour", thread_id=card.thread_id)
     assert card.thread_id is not None and group.topics[card.thread_id].closed
-    assert harness.fake.message(GROUP_ID, card.message_id).button("Closed after 1 hour")
+    await card_shows(harness, card, buttons=["💤 Closed after 1 hour"])
     handoff = await latest_handoff(harness)
     assert handoff.status == HandoffStatus.closed and "without activity" in (handoff.summary or "")
 
