@@ -82,10 +82,14 @@ async def cards_idle(harness: Harness, timeout: float = 5) -> None:  # noqa: ASY
         await asyncio.wait_for(finished.wait(), timeout)
 
 
-async def a_minute_later(harness: Harness) -> None:
+async def a_minute_later(harness: Harness, *, after_restart: bool = False) -> None:
     """As if a minute had passed for the cards: none was edited recently (each may be edited
-    at once again), no refresher holds one, and every group's edit budget is unspent."""
-    await cards_idle(harness)
+    at once again), no refresher holds one, and every group's edit budget is unspent.
+    ``after_restart``: a lease the stopped instance left is not waited for (it would run out)."""
+    if after_restart:
+        await harness.settle()
+    else:
+        await cards_idle(harness)
     past = utcnow() - timedelta(minutes=1)
     async with harness.session_factory() as session:
         await session.exec(
@@ -102,7 +106,7 @@ async def a_minute_later(harness: Harness) -> None:
 
 async def stale_cards(harness: Harness) -> list[tuple[str, int]]:
     """The cards still marked as not showing their state (kind, subject id)."""
-    await harness.settle()
+    await cards_idle(harness)
     async with harness.session_factory() as session:
         rows = await session.exec(
             select(CardRefresh).where(col(CardRefresh.stale_since).is_not(None))
