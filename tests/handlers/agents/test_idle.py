@@ -52,6 +52,7 @@ async def test_writing_soon_after_a_close_reopens_the_conversation_with_its_agen
     await sam.send("/resolve", thread_id=card.thread_id)
     await alice.expect("How satisfied")
     await alice.ask("/help", contains="How I can help")  # a command skips the rating comment
+    await card_shows(harness, card, buttons=["✅ Resolved by Sam"])
     await drain(harness, alice, sam)
 
     await alice.send("Sorry, one more thing: the invoice is wrong")
@@ -61,5 +62,6 @@ async def test_writing_soon_after_a_close_reopens_the_conversation_with_its_agen
     assert card.thread_id is not None and not group.topics[card.thread_id].closed
     handoff = await latest_handoff(harness)
     assert handoff.status == HandoffStatus.claimed and handoff.closed_at is None
+    await card_shows(harness, card, buttons=["✅ Sam is on it"])  # the card follows the reopening
     await sam.send("Fixed it", thread_id=card.thread_id)
     await alice.expect("Fixed it")
