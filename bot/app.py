@@ -75,6 +75,8 @@ class DeskApplication(Application):
         # Periodic work (expired flows, reminders, SLA checks), every sweep_interval_seconds.
         self.sweepers: list[Sweeper] = []
         self._sweep_task: asyncio.Task[None] | None = None
+        # Stale cards, shown when due within the group's edit budget (handlers.agents.live_cards).
+        self._cards_task: asyncio.Task[None] | None = None
 
     @property
     def deps(self) -> Deps:
@@ -94,8 +96,14 @@ class DeskApplication(Application):
         await super().start()
         interval = self.deps.config.sweep_interval_seconds
         self._sweep_task = asyncio.create_task(self._sweep_forever(interval), name="sweeps")
+        self._cards_task = asyncio.create_task(handlers.refresh_cards_forever(self), name="cards")
 
     async def stop(self) -> None:
+        if self._cards_task is not None:
+            self._cards_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cards_task
+            self._cards_task = None
         if self._sweep_task is not None:
             self._sweep_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -171,6 +179,8 @@ def desk_config_from_settings(settings: Settings) -> DeskConfig:
         campaign_rate_per_second=settings.campaign_rate_per_second,
         campaign_batch_size=settings.campaign_batch_size,
         campaign_claim_seconds=settings.campaign_claim_seconds,
+        card_refresh_seconds=settings.card_refresh_seconds,
+        card_edits_per_minute=settings.card_edits_per_minute,
         default_phone_region=settings.default_phone_region,
         timezone=settings.timezone,
         auto_assign=settings.auto_assign,

@@ -107,6 +107,25 @@ class Settings(BaseSettings):
             "action asks again (a removal Telegram reports applies at once)."
         ),
     )
+    card_refresh_seconds: float = Field(
+        default=3,
+        ge=0,
+        le=SECONDS_PER_DAY,
+        description=(
+            "A card (and its topic's title) is edited at most once in this many seconds: a "
+            "burst of changes shows as a few edits, the last one the final state."
+        ),
+    )
+    card_edits_per_minute: int = Field(
+        default=10,
+        ge=2,
+        le=20,
+        description=(
+            "Card edits and topic renames the bot makes per minute in one group, over all "
+            "instances (Telegram allows about 20 messages a minute per group; the rest is "
+            "left for new messages)."
+        ),
+    )
     sweep_interval_seconds: int = Field(
         default=60,
         gt=0,

@@ -610,6 +610,40 @@ class GroupMessageLink(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+class CardRefresh(SQLModel, table=True):
+    """A card (and its topic's title) that no longer shows its subject's state: a change marks
+    it stale, and a refresher renders it from the database at most once per interval, so a
+    burst of changes costs a few edits. In the database, so no change is lost to a restart and
+    two instances share the work (a lease keeps them off each other's card)."""
+
+    __tablename__ = "card_refresh"
+    __table_args__ = (UniqueConstraint("kind", "subject_id", name="uq_card_refresh_subject"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16, description="complaint or handoff")
+    subject_id: int
+    # Bumped by every change: a refresh that rendered an older version leaves the card stale.
+    version: int = 1
+    # Since when it shows less than its state (None: up to date).
+    stale_since: datetime | None = _ts(default=None, index=True)
+    refreshed_at: datetime | None = _ts(default=None)
+    leased_until: datetime | None = _ts(default=None)
+    # What a closed handoff's button says and the status it was set for (who resolved it,
+    # withdrawn, closed when idle): {"status": ..., "template": ..., "values": {...}}.
+    label: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+
+
+class GroupEditBudget(SQLModel, table=True):
+    """The edits (card texts, topic titles) the bot made in a group in the last minute, shared
+    by every instance: Telegram allows about 20 messages a minute per group, edits included."""
+
+    __tablename__ = "group_edit_budget"
+
+    chat_id: int = Field(sa_type=BigInteger, primary_key=True)
+    # POSIX timestamps of the edits of the last minute, oldest first.
+    sent: list[float] = _json(list)
+
+
 # --------------------------------------------------------------------------------------------
 # Purchases: the monetary side (RFM)
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from telegram import Bot, BotCommandScopeAllPrivateChats, BotCommandScopeChat
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler
 
-from handlers.agents import idle, reminders, setup
+from handlers.agents import idle, live_cards, reminders, setup
 from handlers.agents import registration as agents
 from handlers.core import commands, inbound
 from handlers.core.config import DeskConfig
@@ -38,7 +38,12 @@ log = logging.getLogger(__name__)
 Handlers = list[BaseHandler[Any, Any, Any]]
 Sweeper = Callable[[DeskContext], Awaitable[None]]
 
-__all__ = ["Group", "handler_groups", "on_error", "on_start", "sweepers"]
+__all__ = [
+    "Group", "handler_groups", "on_error", "on_start", "refresh_cards_forever", "sweepers",
+]  # fmt: skip
+
+# Shows stale cards when they are due, until cancelled (``bot.app`` runs it beside the sweeps).
+refresh_cards_forever = live_cards.refresh_cards_forever
 
 
 def handler_groups(
@@ -74,6 +79,7 @@ def sweepers() -> list[Sweeper]:
         idle.sweep_idle_handoffs,
         complaint_flow.sweep_expired_flows,
         jobs.sweep_analytics,
+        live_cards.sweep_stale_cards,
         jobs.sweep_retention,
         # Last: it paces itself, so it should not hold up the others.
         campaign_sender.sweep_campaigns,

@@ -33,21 +33,17 @@ from telegram.error import BadRequest, ChatMigrated, TelegramError
 
 from crm_core.models import Complaint, Customer, Handoff, HandoffStatus
 from crm_core.services.agents import get_agent
-from crm_core.services.complaints import list_customer_complaints, set_complaint_group_location
+from crm_core.services.complaints import set_complaint_group_location
 from crm_core.services.handoffs import (
     get_handoff,
-    get_open_handoff,
     link_group_message,
-    list_announced_handoffs,
     mark_unreachable,
     set_handoff_location,
     set_shown_digest,
-    shown_digest,
 )
 from handlers.agents.cards import (
     TOPIC_NAME_LIMIT,
     claim_keyboard,
-    claimed_markup,
     complaint_card_html,
     complaint_keyboard,
     complaint_topic_name,
@@ -515,123 +511,3 @@ async def post_attachments(context: DeskContext, subject: Subject, complaint: Co
             return await send_file_to(context, place, file_id, caption)
 
         await post(context, subject, send)
-
-
-# --------------------------------------------------------------------------------------------
-# Refreshing what is shown (nothing on screen lies)
-# --------------------------------------------------------------------------------------------
-
-
-async def show_card(
-    context: DeskContext, chat_id: int, message_id: int, html: str, markup: Any
-) -> bool:
-    """Make the card message show ``html`` with ``markup``; nothing is sent when it already
-    does. True when it was edited."""
-    shown = digest(html, markup)
-    if await shown_digest(session=context.session, chat_id=chat_id, message_id=message_id) == shown:
-        return False
-    await release(context)
-    await context.bot.edit_message_text(
-        chat_id=chat_id,
-        message_id=message_id,
-        text=split_telegram_html(html)[0],
-        parse_mode=ParseMode.HTML,
-        reply_markup=markup,
-    )
-    await set_shown_digest(
-        session=context.session, chat_id=chat_id, message_id=message_id, digest=shown
-    )
-    return True
-
-
-async def rename_topic(context: DeskContext, chat_id: int, topic_id: int, name: str) -> bool:
-    """Give the forum topic ``name``; nothing is sent when it has it already."""
-    shown = digest(name)
-    if await shown_digest(session=context.session, chat_id=chat_id, message_id=topic_id) == shown:
-        return False
-    await release(context)
-    await context.bot.edit_forum_topic(chat_id=chat_id, message_thread_id=topic_id, name=name)
-    await set_shown_digest(
-        session=context.session, chat_id=chat_id, message_id=topic_id, digest=shown
-    )
-    return True
-
-
-async def refresh_complaint(context: DeskContext, complaint_id: int) -> None:
-    """Show the complaint as it is now: its card (text and buttons follow its state) and its
-    topic's name (state and priority). Best effort: never raises."""
-    try:
-        subject = ComplaintSubject(complaint_id)
-        complaint = await subject.complaint(context)
-        chat_id = complaint.group_chat_id
-        if chat_id is None or complaint.group_message_id is None:
-            return
-        html, markup = await subject.short_card(context)
-        await show_card(context, chat_id, complaint.group_message_id, html, markup)
-        if complaint.group_topic_id is not None:
-            name = await subject.topic_name(context)
-            await rename_topic(context, chat_id, complaint.group_topic_id, name)
-    except Exception:
-        log.exception("could not refresh the card of complaint %s", complaint_id)
-        with contextlib.suppress(Exception):
-            await context.session.rollback()
-
-
-async def erase_from_group(context: DeskContext, customer_id: int) -> None:
-    """After /forgetme: the agents' group keeps no name of the customer in its topic list or on
-    its cards. Every complaint's card is re-rendered (now without personal data) and its topic
-    named by reference and state; every handoff's card is replaced by a short note and its
-    topic named by its reference. Best effort: never raises."""
-    try:
-        for handoff in await list_announced_handoffs(
-            session=context.session, customer_id=customer_id
-        ):
-            assert handoff.chat_id is not None and handoff.id is not None
-            reference = handoff_reference(handoff)
-            if handoff.card_message_id is not None:
-                html = context.deps.texts.render(
-                    "card_erased", context.deps.config.default_language, reference=reference
-                )
-                await show_card(context, handoff.chat_id, handoff.card_message_id, html, None)
-            if handoff.topic_id is not None:
-                await rename_topic(context, handoff.chat_id, handoff.topic_id, reference)
-        for complaint in await list_customer_complaints(
-            session=context.session, customer_id=customer_id
-        ):
-            if complaint.group_chat_id is not None and complaint.id is not None:
-                await refresh_complaint(context, complaint.id)
-    except Exception:
-        log.exception("could not erase customer %s from the agents' group", customer_id)
-        with contextlib.suppress(Exception):
-            await context.session.rollback()
-
-
-async def handoff_card_markup(context: DeskContext, handoff: Handoff) -> Any:
-    """The buttons a handoff's card shows in its state: Claim while waiting, who has it once
-    claimed (a label)."""
-    if handoff.status == HandoffStatus.waiting:
-        return claim_keyboard(context, handoff)
-    agent = (
-        await get_agent(session=context.session, agent_id=handoff.agent_id)
-        if (handoff.agent_id is not None)
-        else None
-    )
-    if agent is None or handoff.status == HandoffStatus.closed:
-        return None
-    return claimed_markup(context, agent)
-
-
-async def refresh_handoff_card(context: DeskContext, customer_id: int) -> None:
-    """The customer's open conversation shows who they are now (after sharing a phone that
-    merged an imported record, the card gains its purchases and complaints). Best effort."""
-    try:
-        handoff = await get_open_handoff(session=context.session, customer_id=customer_id)
-        if handoff is None or handoff.chat_id is None or handoff.card_message_id is None:
-            return
-        html = await handoff_card_html(context, handoff)
-        markup = await handoff_card_markup(context, handoff)
-        await show_card(context, handoff.chat_id, handoff.card_message_id, html, markup)
-    except Exception:
-        log.exception("could not refresh the card of customer %s's conversation", customer_id)
-        with contextlib.suppress(Exception):
-            await context.session.rollback()

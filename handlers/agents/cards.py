@@ -3,8 +3,8 @@ went wrong before, what the bot already tried, and what they said — in one Tel
 
 Data is gathered into plain dicts (view models) and rendered by the ``card_*`` templates; the
 transcript is trimmed (oldest lines first) until the card fits Telegram's 4096 characters.
-Cards are built here and refreshed here (:func:`relabel_card`); posting them into the group is
-``handlers.agents.announce``'s job.
+Cards are built here; posting them into the group is ``handlers.agents.announce``'s job, and
+keeping them current ``handlers.agents.live_cards``'.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import TelegramError
 
 from crm_core.clock import as_utc
 from crm_core.models import (
@@ -45,7 +44,7 @@ from handlers.core.format import (
     status_label,
     utf16_len,
 )
-from handlers.core.send import answer_query, plain_text, release
+from handlers.core.send import answer_query, plain_text
 
 log = logging.getLogger(__name__)
 
@@ -402,23 +401,6 @@ def label_markup(context: DeskContext, template: str, **values: Any) -> InlineKe
 
 def claimed_markup(context: DeskContext, agent: Agent) -> InlineKeyboardMarkup:
     return label_markup(context, "agent_claimed_button", name=agent.display_name)
-
-
-async def relabel_card(
-    context: DeskContext, handoff: Handoff, template: str, **values: Any
-) -> None:
-    """Show the handoff's state on its card's button (best effort: the card may be gone)."""
-    if handoff.chat_id is None or handoff.card_message_id is None:
-        return
-    await release(context)
-    try:
-        await context.bot.edit_message_reply_markup(
-            chat_id=handoff.chat_id,
-            message_id=handoff.card_message_id,
-            reply_markup=label_markup(context, template, **values),
-        )
-    except TelegramError as error:
-        log.info("could not relabel the card of handoff %s: %s", handoff.id, error)
 
 
 async def on_label_button(update: Update, context: DeskContext) -> None:

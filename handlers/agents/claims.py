@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from crm_core.models import Agent, Handoff
 from handlers.agents.announce import HandoffSubject, customer_unreachable, post_html
-from handlers.agents.cards import relabel_card
+from handlers.agents.live_cards import relabel_card
 from handlers.core.context import DeskContext
 from handlers.core.send import Delivery, find_recipient, tell_customer
 from handlers.customer.csat import ask_for_rating

@@ -20,10 +20,10 @@ from crm_core.services.complaints import (
 from handlers.agents.announce import (
     ComplaintSubject,
     post_html,
-    refresh_complaint,
     send_html_to,
     set_topic_open,
 )
+from handlers.agents.live_cards import refresh_complaint
 from handlers.agents.threads import command_rest, complaint_here, here
 from handlers.core.callbacks import CallbackDataError, Prefix, parse
 from handlers.core.context import DeskContext

@@ -22,8 +22,9 @@ from handlers.agents.announce import (
     set_topic_open,
 )
 from handlers.agents.assignment import assign_waiting
-from handlers.agents.cards import claimed_markup, relabel_card
+from handlers.agents.cards import claimed_markup
 from handlers.agents.claims import ask_rating, show_claimed
+from handlers.agents.live_cards import relabel_card
 from handlers.agents.threads import command_rest, handoff_for_message
 from handlers.core.callbacks import CallbackDataError, parse
 from handlers.core.context import DeskContext

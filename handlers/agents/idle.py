@@ -16,8 +16,8 @@ from crm_core.services.handoffs import (
     reopen_handoff,
 )
 from handlers.agents.announce import HandoffSubject, post_html, set_topic_open
-from handlers.agents.cards import relabel_card
 from handlers.agents.claims import ask_rating
+from handlers.agents.live_cards import HANDOFF, card_changed, relabel_card
 from handlers.core.context import DeskContext
 from handlers.core.format import display_name, format_hours
 from handlers.core.membership import agent_chat_id
@@ -74,6 +74,7 @@ async def reopen_if_recent(context: DeskContext, customer: Customer) -> Handoff 
     except DomainError:
         return None
     await set_topic_open(context, handoff.chat_id, handoff.topic_id, True)
+    await card_changed(context, HANDOFF, recent.id)  # "Resolved by Sam" no more: Sam is on it
     html = context.deps.texts.render(
         "agent_conversation_reopened",
         context.deps.config.default_language,

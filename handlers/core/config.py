@@ -33,6 +33,10 @@ class DeskConfig:
     campaign_rate_per_second: float = 10
     campaign_batch_size: int = 300
     campaign_claim_seconds: int = 300
+    # A card is edited at most once per card_refresh_seconds, and a group gets at most
+    # card_edits_per_minute card edits and topic renames (Telegram counts them as messages).
+    card_refresh_seconds: float = 3
+    card_edits_per_minute: int = 10
     default_phone_region: str | None = None
     default_language: str = "en"
     # Give waiting customers to free agents (round robin), at most agent_cap open each.

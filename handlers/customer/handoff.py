@@ -22,7 +22,7 @@ from crm_core.services.handoffs import (
 )
 from handlers.agents.announce import HandoffSubject, announce_handoff, post_html, set_topic_open
 from handlers.agents.assignment import assign_waiting
-from handlers.agents.cards import relabel_card
+from handlers.agents.live_cards import relabel_card
 from handlers.core.callbacks import MenuAction
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext

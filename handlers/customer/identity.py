@@ -22,7 +22,7 @@ from crm_core.errors import InvalidEmail, InvalidPhone
 from crm_core.models import Customer
 from crm_core.normalize import normalize_email
 from crm_core.services.customers import link_email, link_phone
-from handlers.agents.announce import refresh_handoff_card
+from handlers.agents.live_cards import refresh_handoff_card
 from handlers.core.callbacks import MenuAction
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext

@@ -39,7 +39,7 @@ from crm_core.models import (
 from crm_core.services.complaints import complaint_history, list_customer_complaints
 from crm_core.services.interactions import log_interaction, recent_interactions
 from crm_core.services.privacy import export_customer_data, forget_customer
-from handlers.agents.announce import erase_from_group
+from handlers.agents.live_cards import erase_from_group
 from handlers.core.callbacks import CallbackDataError, MenuAction, Prefix, build, parse, pattern
 from handlers.core.config import DeskConfig
 from handlers.core.context import DeskContext

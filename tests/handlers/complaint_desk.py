@@ -3,7 +3,7 @@ files a delivery complaint for its sender and announces it."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlmodel import select
 from telegram import Update
@@ -32,9 +32,13 @@ async def file_test_complaint(update: Update, context: DeskContext) -> None:
     await announce_complaint(context, complaint_id=complaint.id)
 
 
-async def start_with_complaints(harness_factory: HarnessFactory, *, forum: bool = True) -> Harness:
+async def start_with_complaints(
+    harness_factory: HarnessFactory, *, forum: bool = True, **settings: Any
+) -> Harness:
     harness = await harness_factory(
-        agent_chat_id=GROUP_ID, extra_handlers=[CommandHandler("filetest", file_test_complaint)]
+        agent_chat_id=GROUP_ID,
+        extra_handlers=[CommandHandler("filetest", file_test_complaint)],
+        **settings,
     )
     harness.agents_group(GROUP_ID, forum=forum)
     return harness
@@ -48,10 +52,14 @@ class Announced(NamedTuple):
 
 
 async def file_and_announce(
-    harness_factory: HarnessFactory, text: str = "The parcel arrived empty", *, forum: bool = True
+    harness_factory: HarnessFactory,
+    text: str = "The parcel arrived empty",
+    *,
+    forum: bool = True,
+    **settings: Any,
 ) -> Announced:
     """Sam in the agents' group, Alice files a complaint, and the card Sam sees announce it."""
-    harness = await start_with_complaints(harness_factory, forum=forum)
+    harness = await start_with_complaints(harness_factory, forum=forum, **settings)
     sam = harness.agent("Sam", group=harness.fake.chats[GROUP_ID])
     alice = harness.customer("Alice")
     await alice.send(f"/filetest {text}")

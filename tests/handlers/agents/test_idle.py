@@ -9,7 +9,7 @@ from sqlalchemy import update
 from crm_core.clock import utcnow
 from crm_core.models import Handoff, HandoffStatus, Interaction
 from tests.handlers.conftest import BOTH_DATABASES, HarnessFactory
-from tests.handlers.desk import GROUP_ID, drain, latest_handoff, open_handoff, start
+from tests.handlers.desk import card_shows, drain, latest_handoff, open_handoff, start
 
 
 @BOTH_DATABASES
@@ -36,7 +36,7 @@ async def test_a_conversation_nobody_wrote_in_closes_and_asks_for_a_rating(
     await alice.expect("How satisfied")
     await sam.expect("Closed after 1 hour", thread_id=card.thread_id)
     assert card.thread_id is not None and group.topics[card.thread_id].closed
-    assert harness.fake.message(GROUP_ID, card.message_id).button("Closed after 1 hour")
+    await card_shows(harness, card, buttons=["💤 Closed after 1 hour"])
     handoff = await latest_handoff(harness)
     assert handoff.status == HandoffStatus.closed and "without activity" in (handoff.summary or "")
 
@@ -52,6 +52,7 @@ async def test_writing_soon_after_a_close_reopens_the_conversation_with_its_agen
     await sam.send("/resolve", thread_id=card.thread_id)
     await alice.expect("How satisfied")
     await alice.ask("/help", contains="How I can help")  # a command skips the rating comment
+    await card_shows(harness, card, buttons=["✅ Resolved by Sam"])
     await drain(harness, alice, sam)
 
     await alice.send("Sorry, one more thing: the invoice is wrong")
@@ -61,5 +62,6 @@ async def test_writing_soon_after_a_close_reopens_the_conversation_with_its_agen
     assert card.thread_id is not None and not group.topics[card.thread_id].closed
     handoff = await latest_handoff(harness)
     assert handoff.status == HandoffStatus.claimed and handoff.closed_at is None
+    await card_shows(harness, card, buttons=["✅ Sam is on it"])  # the card follows the reopening
     await sam.send("Fixed it", thread_id=card.thread_id)
     await alice.expect("Fixed it")
