@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from bot.cli import main
 from bot.settings import Settings, describe_validation_error
 from tests.bot.running import start_deskbot
+from tests.bot.test_cli_db_import import empty_schema
 from tests.fakes.bot_api import FakeBotAPI, FakeUser
 
 
@@ -192,6 +193,7 @@ async def test_run_webhook_registers_and_accepts_only_the_secret(tmp_path: Path)
 def test_unmigrated_postgres_is_refused_with_a_clear_message(
     clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], postgres_url: str
 ) -> None:
+    empty_schema(postgres_url)  # the process's database may have been migrated by another test
     clean_env.setenv("DESKBOT_TELEGRAM_TOKEN", "1:x")
     clean_env.setenv("DESKBOT_DATABASE_URL", postgres_url)
     assert main(["run"]) == 1

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy import text
 from sqlmodel import select
 
 from bot.cli import main
@@ -21,6 +20,7 @@ from crm_core.db import create_engine, create_session_factory
 from crm_core.models import ApiKey
 from crm_core.services.api_keys import authenticate
 from tests.bot.running import start_deskbot
+from tests.bot.test_cli_db_import import empty_schema
 from tests.fakes.bot_api import FakeBotAPI
 
 
@@ -48,20 +48,6 @@ def _stored(url: str) -> list[ApiKey]:
     return asyncio.run(go())
 
 
-def _drop_all(url: str) -> None:
-    async def go() -> None:
-        engine = create_engine(url)
-        try:
-            async with engine.begin() as conn:
-                if engine.dialect.name == "postgresql":
-                    await conn.execute(text("DROP SCHEMA public CASCADE"))
-                    await conn.execute(text("CREATE SCHEMA public"))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(go())
-
-
 @pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -75,7 +61,7 @@ def test_create_list_revoke(
         url = f"sqlite+aiosqlite:///{tmp_path}/keys.db"
     else:
         url = str(request.getfixturevalue("postgres_url"))
-        _drop_all(url)
+        empty_schema(url)
         assert main(["db", "upgrade", "--database-url", url]) == 0
     db = ["--database-url", url]
     assert main(["apikey", "create", "--name", "Shop", "--scope", "read", "--scope",
