@@ -20,6 +20,7 @@ from telegram import Bot, BotCommandScopeAllPrivateChats, BotCommandScopeChat
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler
 
+from handlers import outbox_sender as outbox_sender_module
 from handlers.agents import idle, reminders, setup
 from handlers.agents import registration as agents
 from handlers.core import commands, inbound
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 Handlers = list[BaseHandler[Any, Any, Any]]
 Sweeper = Callable[[DeskContext], Awaitable[None]]
 
-__all__ = ["Group", "handler_groups", "on_error", "on_start", "sweepers"]
+__all__ = ["Group", "handler_groups", "on_error", "on_start", "outbox_sender", "sweepers"]
 
 
 def handler_groups(
@@ -74,7 +75,14 @@ def sweepers() -> list[Sweeper]:
         idle.sweep_idle_handoffs,
         complaint_flow.sweep_expired_flows,
         jobs.sweep_analytics,
+        outbox_sender_module.sweep_outbox,
     ]
+
+
+def outbox_sender() -> Callable[[DeskContext], Awaitable[int]]:
+    """The outbox sender: one pass delivers what is due, returns how many it tried (the
+    application runs it in a loop of its own, woken when something is queued)."""
+    return outbox_sender_module.send_outbox
 
 
 async def on_start(bot: Bot, config: DeskConfig, texts: Texts) -> None:

@@ -43,6 +43,10 @@ class DeskConfig:
     # When people answer (empty: always) and the days they do not; SLA clocks pause outside.
     business_hours: str = ""
     holidays: str = ""
+    # The outbox: first wait before a message Telegram could not take is sent again, and how
+    # long sent ones are kept.
+    outbox_retry_seconds: float = 2.0
+    outbox_retention: timedelta = timedelta(hours=24)
 
     @property
     def zone(self) -> ZoneInfo:
