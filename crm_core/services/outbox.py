@@ -103,7 +103,9 @@ async def add_sent_no_commit(
         }
         for message, message_id in zip(messages, message_ids, strict=True)
     ]
-    if rows:
+    if len(rows) == 1:  # the usual case: a plain execute, not the executemany machinery
+        await session.exec(_INSERT, params=rows[0])
+    elif rows:
         await session.exec(_INSERT, params=rows)
 
 

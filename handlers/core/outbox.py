@@ -49,7 +49,7 @@ from crm_core.models import OutboxMessage, OutboxStatus
 from crm_core.services import outbox as store
 from crm_core.services.handoffs import link_group_message
 from crm_core.services.outbox import OutgoingMessage
-from crm_core.services.transactions import unit_of_work
+from crm_core.services.transactions import single_write
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def record_rows_only(session: AsyncSession) -> Record:
     async def record(
         sent: list[OutgoingMessage], results: list[Any], queued: list[OutgoingMessage]
     ) -> None:
-        async with unit_of_work(session):
+        async with single_write(session):
             await write_rows(session, sent, results, queued)
 
     return record

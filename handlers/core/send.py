@@ -34,7 +34,7 @@ from telegram.ext import ExtBot
 from crm_core.models import Channel, ChannelIdentity, Customer, Direction, InteractionKind
 from crm_core.services.interactions import add_interaction_no_commit
 from crm_core.services.outbox import OutgoingMessage
-from crm_core.services.transactions import unit_of_work
+from crm_core.services.transactions import single_write
 from handlers.core.context import DeskContext, current_scope
 from handlers.core.outbox import PendingChats, Priority, Send, send_or_queue, write_rows
 from handlers.core.texts import split_telegram_html
@@ -193,7 +193,9 @@ async def deliver(
     async def record(
         sent: list[OutgoingMessage], results: list[Any], queued: list[OutgoingMessage]
     ) -> None:
-        async with unit_of_work(session):  # one commit: the rows and the Interaction
+        # One commit for the rows and the Interaction; idempotent inserts (fail only when the
+        # database does), so no savepoint.
+        async with single_write(session):
             await write_rows(session, sent, results, queued)
             if customer_id is None or not (results or queued):
                 return
