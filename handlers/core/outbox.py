@@ -323,7 +323,12 @@ async def _deliver_row(
     on_unreachable: Unreachable | None,
 ) -> None:
     assert row.id is not None
-    send = Send(row.method, from_json(row.payload, bot))
+    try:
+        send = Send(row.method, from_json(row.payload, bot))
+    except Exception as error:  # a row this code cannot read would be claimed forever
+        log.exception("queued message %s cannot be read; kept as failed", row.id)
+        await store.mark_failed(session=session, outbox_id=row.id, error=repr(error))
+        return
     try:
         result = await _call(bot, send, Priority(row.priority))
     except Forbidden as error:
@@ -333,13 +338,11 @@ async def _deliver_row(
         log.info("chat %s blocked the bot: %d queued message(s) given up", row.chat_id, given_up)
         if on_unreachable is not None:
             await on_unreachable(row)
-    except BadRequest as error:
-        log.warning("queued message %s to %s refused for good: %s", row.id, row.chat_id, error)
-        await store.mark_failed(session=session, outbox_id=row.id, error=str(error))
     except TelegramError as error:
-        if not is_passing(error):
+        if not is_passing(error):  # 400 and the like: Telegram will not take it, ever
+            log.warning("queued message %s to %s refused for good: %s", row.id, row.chat_id, error)
             await store.mark_failed(session=session, outbox_id=row.id, error=str(error))
-            raise
+            return
         delay = retry_delay(row.attempts, retry_seconds, error)
         log.info("queued message %s to %s: %s; again in %.0f s", row.id, row.chat_id, error, delay)
         await store.reschedule(

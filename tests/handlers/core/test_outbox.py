@@ -172,3 +172,25 @@ async def test_a_message_telegram_refuses_for_good_is_kept_as_failed_not_retried
     assert [row.status for row in rows][:1] == [OutboxStatus.failed]
     assert "chat not found" in (rows[0].error or "").lower()
     assert await harness.app.send_outbox() == 0  # nothing left to send
+
+
+@BOTH_DATABASES
+async def test_messages_queued_while_telegram_is_down_survive_a_restart(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await harness_factory(**FAST_RETRIES)
+    alice = harness.customer("Alice")
+    await alice.ask("/start", contains="Alice")
+    harness.fake.inject_faults(1.0, kinds=["500"], methods=["sendMessage"])  # Telegram is down
+
+    await alice.send("reset password")
+    await alice.send("Do you use cookies?")
+    await harness.settle()
+    await harness.restart()  # the queued answers are in the database, not in this process
+    assert [row.status for row in await outbox_rows(harness)].count(OutboxStatus.pending) == 2
+    harness.fake.inject_faults(0)  # Telegram is back
+
+    first = await alice.expect("I forgot my password", timeout=15)
+    second = await alice.expect("Cookies and tracking", timeout=15)
+    assert first.message_id < second.message_id
+    await wait_until_outbox_empty(harness)
