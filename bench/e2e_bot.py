@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from telegram import Update
-from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, MessageHandler, filters
+from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 # As bot.app has them (not imported here: the echo bot must not load deskbot's modules).
 MAX_CONCURRENT_UPDATES = 64
@@ -28,6 +28,7 @@ RATE_LIMIT_RETRIES = 3
 
 def run_desk(args: argparse.Namespace) -> None:
     from bot.app import build_application
+    from bot.rate_limit import RELAXED_LIMITS, DeskRateLimiter
     from bot.settings import Settings
 
     settings = Settings(
@@ -39,7 +40,7 @@ def run_desk(args: argparse.Namespace) -> None:
         log_level="WARNING",
         agent_chat_id=args.agent_chat_id,
     )
-    limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=RATE_LIMIT_RETRIES)
+    limiter = DeskRateLimiter(**RELAXED_LIMITS, max_retries=RATE_LIMIT_RETRIES)
     application = build_application(settings, rate_limiter=limiter)
     application.run_polling(allowed_updates=Update.ALL_TYPES, poll_interval=0)
 

@@ -8,8 +8,10 @@ Design decisions:
   one slow chat would stall everyone. :class:`PerChatUpdateProcessor` runs up to
   ``MAX_CONCURRENT_UPDATES`` updates at once but never two of the same chat (or, without a
   chat, the same user), so a customer's messages are handled in the order sent.
-- **Flood control.** ``AIORateLimiter`` throttles to Telegram's limits and retries a 429 after
-  its ``retry_after`` (up to ``RATE_LIMIT_RETRIES`` times) instead of failing the handler.
+- **Flood control.** ``bot.rate_limit.DeskRateLimiter`` keeps one send budget per bot token
+  (shared through the database on PostgreSQL) and retries a 429 after its ``retry_after`` (up
+  to ``RATE_LIMIT_RETRIES`` times); what still fails is queued in the outbox and delivered by
+  the outbox sender (a loop of the application, like the sweeps).
 - **No secret or personal data in logs.** The token, the webhook secret and the console password
   are registered with ``bot.logging_setup``'s redaction filter, which also masks phones and
   e-mail addresses.
@@ -33,16 +35,17 @@ from typing import Any
 
 from telegram import Update
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     BaseHandler,
+    BaseRateLimiter,
     BaseUpdateProcessor,
     ContextTypes,
 )
 
 import handlers
 from bot.logging_setup import install_redaction
+from bot.rate_limit import DeskRateLimiter
 from bot.settings import ConfigurationError, Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
 from handlers.core.config import DeskConfig
@@ -63,6 +66,8 @@ CONNECTION_POOL_SIZE = 32
 
 UpdateObserver = Callable[[object], None]
 Sweeper = Callable[[DeskContext], Awaitable[None]]
+OutboxSender = Callable[[DeskContext], Awaitable[int]]
+OUTBOX_POLL_SECONDS = 1.0
 
 
 class DeskApplication(Application):
@@ -77,6 +82,9 @@ class DeskApplication(Application):
         self._sweep_task: asyncio.Task[None] | None = None
         # Stale cards, shown when due within the group's edit budget (handlers.agents.live_cards).
         self._cards_task: asyncio.Task[None] | None = None
+        # The outbox sender: delivers messages Telegram could not take at once.
+        self.outbox_sender: OutboxSender | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
 
     @property
     def deps(self) -> Deps:
@@ -97,19 +105,40 @@ class DeskApplication(Application):
         interval = self.deps.config.sweep_interval_seconds
         self._sweep_task = asyncio.create_task(self._sweep_forever(interval), name="sweeps")
         self._cards_task = asyncio.create_task(handlers.refresh_cards_forever(self), name="cards")
+        if self.outbox_sender is not None:
+            self._outbox_task = asyncio.create_task(self._send_outbox_forever(), name="outbox")
 
     async def stop(self) -> None:
-        if self._cards_task is not None:
-            self._cards_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cards_task
-            self._cards_task = None
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweep_task
-            self._sweep_task = None
+        for task in (self._cards_task, self._sweep_task, self._outbox_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._cards_task = self._sweep_task = self._outbox_task = None
         await super().stop()
+
+    async def send_outbox(self) -> int:
+        """One pass of the outbox sender (tests call this instead of waiting)."""
+        if self.outbox_sender is None:
+            return 0
+        async with update_scope(self.deps.session_factory):
+            return await self.outbox_sender(DeskContext(self))
+
+    async def _send_outbox_forever(self) -> None:
+        """Deliver queued messages: at once when something is queued (``deps.outbox.wake``),
+        else every ``OUTBOX_POLL_SECONDS`` (another instance's, or retries coming due)."""
+        wake = self.deps.outbox.wake
+        while True:
+            try:
+                tried = await self.send_outbox()
+            except Exception:
+                log.exception("outbox sender failed; trying again")
+                tried = 0
+            if tried:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), OUTBOX_POLL_SECONDS)
+            wake.clear()
 
     async def run_sweeps(self) -> None:
         """Run every sweeper once, each in its own scope (session); a failing sweeper is
@@ -191,6 +220,8 @@ def desk_config_from_settings(settings: Settings) -> DeskConfig:
         holidays=settings.holidays,
         retention_days=settings.retention_days,
         retention_mode=settings.retention_mode,
+        outbox_retry_seconds=settings.outbox_retry_seconds,
+        outbox_retention=timedelta(hours=settings.outbox_retention_hours),
     )
 
 
@@ -201,10 +232,12 @@ def build_application(
     kb_holder: KnowledgeBaseHolder | None = None,
     extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = (),
     texts: Texts | None = None,
-    rate_limiter: AIORateLimiter | None = None,
+    rate_limiter: BaseRateLimiter[Any] | None = None,
 ) -> DeskApplication:
     """The fully wired Application. ``extra_handlers`` (tests) go before the fallbacks;
-    ``rate_limiter`` replaces Telegram's real limits (tests relax the 20/min per group)."""
+    ``rate_limiter`` replaces the default :class:`DeskRateLimiter` (tests relax Telegram's
+    limits); a ``DeskRateLimiter`` given gets the settings' limits it leaves open and the
+    database's budget (shared on PostgreSQL)."""
     if settings.telegram_token is None or not settings.telegram_token.get_secret_value():
         raise ValueError("DESKBOT_TELEGRAM_TOKEN is required")
     token = settings.telegram_token.get_secret_value()
@@ -226,6 +259,14 @@ def build_application(
     if kb_holder is None:
         kb_holder = load_knowledge_base(settings)
     deps = Deps(session_factory=session_factory, config=config, texts=texts, kb_holder=kb_holder)
+    if rate_limiter is None:
+        rate_limiter = DeskRateLimiter(max_retries=RATE_LIMIT_RETRIES)
+    if isinstance(rate_limiter, DeskRateLimiter):
+        rate_limiter.bind(
+            session_factory=session_factory,
+            per_second=settings.send_per_second,
+            group_per_minute=settings.group_sends_per_minute,
+        )
 
     async def post_init(app: Application) -> None:
         await handlers.on_start(app.bot, config, texts)
@@ -242,7 +283,7 @@ def build_application(
         .base_file_url(settings.telegram_file_api_url)
         .context_types(ContextTypes(context=DeskContext))
         .concurrent_updates(PerChatUpdateProcessor())
-        .rate_limiter(rate_limiter or AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .rate_limiter(rate_limiter)
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .write_timeout(WRITE_TIMEOUT)
@@ -260,6 +301,7 @@ def build_application(
         application.add_handlers(group_handlers, group=group)
     application.add_error_handler(handlers.on_error)
     application.sweepers.extend(handlers.sweepers())
+    application.outbox_sender = handlers.outbox_sender()
     return application
 
 

@@ -1,9 +1,10 @@
 """`deskbot doctor`: check what the desk needs and say what to fix.
 
 Checks, each one line ("ok" or "FIX" and what to do): the settings, the database (reachable,
-schema current), the update inbox (backlog, failed updates, who polls), Telegram (the token
-via getMe, the webhook via getWebhookInfo: pending updates and its last error), the agents'
-group (the bot is an administrator that may manage topics) and the knowledge base.
+schema current), the update inbox (backlog, failed updates, who polls), the outbox (messages
+waiting to be sent, refused ones), Telegram (the token via getMe, the webhook via
+getWebhookInfo: pending updates and its last error), the agents' group (the bot is an
+administrator that may manage topics) and the knowledge base.
 Exit code 0 when everything is fine, 1 when something needs fixing, 2 for unusable settings.
 """
 
@@ -99,13 +100,14 @@ async def _check_database(settings: Settings, report: Report) -> bool:
 async def _check_inbox(settings: Settings, report: Report) -> None:
     from crm_core.clock import utcnow
     from crm_core.db import create_engine, create_session_factory
-    from crm_core.services import inbox
+    from crm_core.services import inbox, outbox
 
     engine = create_engine(settings.database_url)
     try:
         async with create_session_factory(engine)() as session:
             counts = await inbox.counts(session=session)
             holder = await inbox.polling_lock_holder(session=session)
+            queued = await outbox.counts(session=session)
     finally:
         await engine.dispose()
     detail = f"{counts.pending} unhandled ({counts.in_flight} in progress), {counts.failed} failed"
@@ -129,6 +131,22 @@ async def _check_inbox(settings: Settings, report: Report) -> None:
     if holder is not None:
         age = (utcnow() - holder.heartbeat_at).total_seconds()
         report.note("polling", f"held by host {holder.host} pid {holder.pid} ({age:.0f} s ago)")
+    _report_outbox(settings, report, queued)
+
+
+def _report_outbox(settings: Settings, report: Report, queued: Any) -> None:
+    hours = settings.outbox_retention_hours
+    detail = (
+        f"{queued.pending} message(s) waiting to be sent, {queued.failed} refused (last {hours} h)"
+    )
+    if queued.pending > settings.inbox_warn_depth:
+        report.fix(
+            "outbox",
+            f"{detail}: messages are not going out; is `deskbot run` running and Telegram "
+            "reachable? outbox_message.error says why",
+        )
+    else:
+        report.ok("outbox", detail)
 
 
 async def _check_telegram(settings: Settings, report: Report) -> None:

@@ -11,6 +11,9 @@ What it checks like Telegram does:
 - Users marked blocked (:meth:`FakeBotAPI.block`) -> 403 "Forbidden: bot was blocked by the user".
 - Rate rules (:meth:`FakeBotAPI.rate_limit`) -> 429 with ``parameters.retry_after``; with
   ``group_messages_per_minute = 20`` Telegram's own limit for groups applies too.
+- Random faults (:meth:`FakeBotAPI.inject_faults`): a seeded share of calls answered 429, 500,
+  or with the connection dropped before any answer (what a timeout is to the bot), each
+  *before* the call takes effect, so that a retry is always safe.
 - Forum topics: unknown/deleted ``message_thread_id`` -> 400 "Bad Request: message thread not
   found"; migrated groups -> 400 with ``parameters.migrate_to_chat_id``.
 
@@ -29,10 +32,11 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, TypeVar
@@ -257,6 +261,18 @@ class StoredMessage:
         raise AssertionError(f"no inline button with {text!r} in message; buttons: {labels}")
 
 
+FAULT_KINDS = ("429", "500", "disconnect")
+
+
+@dataclass
+class FaultPlan:
+    share: float
+    random: random.Random
+    methods: frozenset[str]
+    kinds: tuple[str, ...]
+    retry_after: int
+
+
 @dataclass
 class RateRule:
     method: str
@@ -318,6 +334,8 @@ class FakeBotAPI:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._failures: list[tuple[str, ApiError]] = []
+        self._faults: FaultPlan | None = None
+        self.faults_injected: Counter[str] = Counter()
         # Grows on every change: the sandbox page re-reads the world when it moves.
         self.version = 0
         # Telegram's "20 messages a minute per group" (None: off, as most tests want).
@@ -440,6 +458,30 @@ class FakeBotAPI:
     def fail_next(self, method: str, code: int, description: str, **parameters: Any) -> None:
         """The next call of ``method`` fails with this Telegram error."""
         self._failures.append((method, ApiError(code, description, parameters or None)))
+
+    def inject_faults(
+        self,
+        share: float,
+        *,
+        seed: int = 0,
+        methods: Iterable[str] = ("sendMessage", "copyMessage", "sendPhoto", "sendDocument"),
+        kinds: Iterable[str] = FAULT_KINDS,
+        retry_after: int = 1,
+    ) -> None:
+        """From now on ``share`` (0-1) of the calls of ``methods`` fail, drawn from a
+        ``random.Random(seed)``: ``"429"`` (Too Many Requests, ``retry_after``), ``"500"``
+        (Internal Server Error) or ``"disconnect"`` (the connection closes without an answer,
+        as a timeout looks to the bot). Nothing of a failed call is done. ``share=0`` stops.
+        :attr:`faults_injected` counts them by kind."""
+        kinds = tuple(kinds)
+        unknown = set(kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        self._faults = (
+            FaultPlan(share, random.Random(seed), frozenset(methods), kinds, retry_after)
+            if share > 0
+            else None
+        )
 
     def migrate_group(
         self, chat_id: int, new_chat_id: int, *, push_service_messages: bool = True
@@ -796,6 +838,12 @@ class FakeBotAPI:
         for hook in self.request_hooks:
             await hook(record)
         try:
+            if self._draw_fault(method) == "disconnect":
+                record.error = ApiError(0, "connection dropped (injected)")
+                self._notify()
+                if request.transport is not None:
+                    request.transport.abort()  # no answer at all: the client sees it fail
+                return web.Response(status=500)
             self._check_failures(method, params)
             handler = getattr(self, f"_api_{method}", None)
             if handler is None:
@@ -811,6 +859,23 @@ class FakeBotAPI:
         record.response = result
         self._notify()
         return web.json_response({"ok": True, "result": result})
+
+    def _draw_fault(self, method: str) -> str | None:
+        """An injected fault for this call (raised here for 429 and 500), or None."""
+        plan = self._faults
+        if plan is None or method not in plan.methods or plan.random.random() >= plan.share:
+            return None
+        kind = plan.random.choice(plan.kinds)
+        self.faults_injected[kind] += 1
+        if kind == "429":
+            raise ApiError(
+                429,
+                f"Too Many Requests: retry after {plan.retry_after}",
+                {"retry_after": plan.retry_after},
+            )
+        if kind == "500":
+            raise ApiError(500, "Internal Server Error")
+        return kind
 
     def _check_failures(self, method: str, params: dict[str, Any]) -> None:
         for index, (failing_method, error) in enumerate(self._failures):

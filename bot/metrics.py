@@ -14,10 +14,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from telegram.error import RetryAfter, TelegramError
-from telegram.ext import AIORateLimiter
 
+from bot.rate_limit import DeskRateLimiter
 from crm_core.db import SessionFactory
-from crm_core.services import inbox
+from crm_core.services import inbox, outbox
 from crm_core.services.runtime_stats import handoff_counts
 
 __all__ = ["CONTENT_TYPE_LATEST", "DeskMetrics", "MeteredRateLimiter"]
@@ -78,16 +78,29 @@ class DeskMetrics:
         self.waiting_customers = Gauge(
             "deskbot_waiting_customers", "Customers waiting for an agent to claim them", registry=r
         )
+        self.outbox_depth = Gauge(
+            "deskbot_outbox_depth",
+            "Messages in the outbox waiting to be sent again (desk-wide)",
+            registry=r,
+        )
+        self.outbox_failed = Gauge(
+            "deskbot_outbox_failed",
+            "Messages Telegram refused for good (400), within the outbox's retention",
+            registry=r,
+        )
 
     async def refresh(self, session_factory: SessionFactory) -> None:
         """Read the desk-wide gauges from the database."""
         async with session_factory() as session:
             counts = await inbox.counts(session=session)
             handoffs = await handoff_counts(session=session)
+            queued = await outbox.counts(session=session)
         self.inbox_depth.set(counts.pending)
         self.inbox_failed.set(counts.failed)
         self.open_handoffs.set(handoffs.open)
         self.waiting_customers.set(handoffs.waiting)
+        self.outbox_depth.set(queued.pending)
+        self.outbox_failed.set(queued.failed)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -96,8 +109,9 @@ class DeskMetrics:
 Callback = Callable[..., Coroutine[Any, Any, Any]]
 
 
-class MeteredRateLimiter(AIORateLimiter):
-    """PTB's rate limiter, counting every Bot API call (each retry of a 429 too)."""
+class MeteredRateLimiter(DeskRateLimiter):
+    """The desk's rate limiter (``bot.rate_limit``), counting every Bot API call (each retry
+    of a 429 too)."""
 
     def __init__(self, metrics: DeskMetrics, **kwargs: Any) -> None:
         super().__init__(**kwargs)

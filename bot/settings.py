@@ -267,6 +267,33 @@ class Settings(BaseSettings):
         description="Polling mode: serve /healthz, /readyz, /metrics and the REST API on this "
         "port (webhook mode serves them on the webhook port).",
     )
+    send_per_second: int = Field(
+        default=30,
+        gt=0,
+        le=1000,
+        description="Messages a second the bot sends at most, across all its instances "
+        "(Telegram's limit is about 30 per bot).",
+    )
+    group_sends_per_minute: int = Field(
+        default=20,
+        gt=0,
+        le=1000,
+        description="Messages a minute the bot sends at most into one group (Telegram: 20).",
+    )
+    outbox_retry_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="First wait before a message Telegram could not take is sent again "
+        "(doubling up to a minute; never given up).",
+    )
+    outbox_retention_hours: int = Field(
+        default=24,
+        gt=0,
+        le=24 * 365,
+        description="Hours sent (and refused) messages stay in the outbox before they are "
+        "purged; pending ones stay until sent.",
+    )
     metrics_port: int | None = Field(
         default=None,
         gt=0,

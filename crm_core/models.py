@@ -937,3 +937,74 @@ class CampaignRecipient(SQLModel, table=True):
     claimed_at: datetime | None = _ts(default=None)
     sent_at: datetime | None = _ts(default=None)
     created_at: datetime = _created()
+
+
+# --------------------------------------------------------------------------------------------
+# Outbox: every message the bot sends, and the shared send budget
+# --------------------------------------------------------------------------------------------
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"  # not delivered yet: the sender tries again from not_before on
+    sent = "sent"
+    failed = "failed"  # Telegram refused it for good (400): logged, not retried
+    unreachable = "unreachable"  # 403: the customer blocked the bot, no retries
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One message the bot sends (one Telegram message: a long text split at 4096 is several).
+
+    A message sent at once is written ``sent`` in the same transaction as its outbound
+    Interaction; one whose sending failed for a passing reason (429 beyond the rate limiter's
+    retries, network error, timeout, 5xx) is written ``pending`` and delivered later by the
+    outbox sender, after every older pending message of its chat (per-chat order). ``method``
+    and ``payload`` are the Bot API call (PTB's method name, its keyword arguments as JSON);
+    ``not_before`` is also the sender's lease: it is pushed forward while one instance sends.
+    ``link`` says what a group post belongs to (``{"handoff_id": 1}``), so that a late post is
+    still linked to its conversation."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        # The hot path's "does this chat have older pending messages?" and the sender's scan
+        # read only this (small) partial index: sent rows are not in it.
+        Index(
+            "ix_outbox_pending_chat",
+            "chat_id",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_outbox_created", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger)
+    thread_id: int | None = Field(default=None, sa_type=BigInteger)
+    method: str = Field(max_length=32)
+    payload: dict[str, Any] = _json(dict)
+    priority: int = 0
+    status: OutboxStatus = _enum(OutboxStatus, default=OutboxStatus.pending)
+    attempts: int = 0
+    not_before: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    message_ids: list[int] = _json(list)
+    customer_id: int | None = None
+    handoff_id: int | None = None
+    link: dict[str, Any] = _json(dict)
+    error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _created()
+    sent_at: datetime | None = _ts(default=None)
+
+
+class SendBudget(SQLModel, table=True):
+    """Bot API sends counted per key (``all``, ``chat:<id>``) and time window (named by its
+    start, epoch seconds), shared by every instance on one database so that Telegram's
+    per-bot limits hold for the bot, not for each process. Rows of past windows are purged by
+    the outbox sweeper."""
+
+    __tablename__ = "send_budget"
+
+    key: str = Field(primary_key=True, max_length=40)
+    window_start: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    count: int = 0

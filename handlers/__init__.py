@@ -20,6 +20,7 @@ from telegram import Bot, BotCommandScopeAllPrivateChats, BotCommandScopeChat
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler
 
+from handlers import outbox_sender as outbox_sender_module
 from handlers.agents import idle, live_cards, reminders, setup
 from handlers.agents import registration as agents
 from handlers.core import commands, inbound
@@ -39,7 +40,8 @@ Handlers = list[BaseHandler[Any, Any, Any]]
 Sweeper = Callable[[DeskContext], Awaitable[None]]
 
 __all__ = [
-    "Group", "handler_groups", "on_error", "on_start", "refresh_cards_forever", "sweepers",
+    "Group", "handler_groups", "on_error", "on_start", "outbox_sender", "refresh_cards_forever",
+    "sweepers",
 ]  # fmt: skip
 
 # Shows stale cards when they are due, until cancelled (``bot.app`` runs it beside the sweeps).
@@ -80,10 +82,17 @@ def sweepers() -> list[Sweeper]:
         complaint_flow.sweep_expired_flows,
         jobs.sweep_analytics,
         live_cards.sweep_stale_cards,
+        outbox_sender_module.sweep_outbox,
         jobs.sweep_retention,
         # Last: it paces itself, so it should not hold up the others.
         campaign_sender.sweep_campaigns,
     ]
+
+
+def outbox_sender() -> Callable[[DeskContext], Awaitable[int]]:
+    """The outbox sender: one pass delivers what is due, returns how many it tried (the
+    application runs it in a loop of its own, woken when something is queued)."""
+    return outbox_sender_module.send_outbox
 
 
 async def on_start(bot: Bot, config: DeskConfig, texts: Texts) -> None:

@@ -56,7 +56,8 @@ from handlers.agents.cards import (
 from handlers.core.context import DeskContext
 from handlers.core.format import display_name, utf16_len
 from handlers.core.membership import agent_chat_id, follow_migration
-from handlers.core.send import plain_text, release
+from handlers.core.outbox import Send, record_rows_only, send_or_queue
+from handlers.core.send import Priority, plain_text, release
 from handlers.core.texts import split_telegram_html
 
 log = logging.getLogger(__name__)
@@ -91,23 +92,50 @@ Sender = Callable[[Place], Awaitable[list[int]]]
 
 
 async def send_html_to(
-    context: DeskContext, place: Place, html: str, reply_markup: Any = None
+    context: DeskContext,
+    place: Place,
+    html: str,
+    reply_markup: Any = None,
+    *,
+    link: dict[str, Any] | None = None,
+    defer: bool = True,
 ) -> list[int]:
-    """Send HTML (split at 4096) into ``place``; the markup goes on the last message."""
+    """Send HTML (split at 4096) into ``place``; the markup goes on the last message. Through
+    the outbox: what Telegram cannot take now is queued (delivered later, linked by ``link``)
+    and missing from the ids returned; ``defer=False`` when the ids are needed (a card)."""
     await release(context)
     chunks = split_telegram_html(html)
-    ids: list[int] = []
-    for index, chunk in enumerate(chunks):
-        message = await context.bot.send_message(
-            chat_id=place.chat_id,
-            text=chunk,
-            parse_mode=ParseMode.HTML,
-            message_thread_id=place.thread_id,
-            reply_parameters=_reply(place),
-            reply_markup=reply_markup if index == len(chunks) - 1 else None,
+    sends = [
+        Send(
+            "send_message",
+            {
+                "chat_id": place.chat_id,
+                "text": chunk,
+                "parse_mode": ParseMode.HTML.value,
+                "message_thread_id": place.thread_id,
+                "reply_parameters": _reply(place),
+                "reply_markup": reply_markup if index == len(chunks) - 1 else None,
+            },
         )
-        ids.append(message.message_id)
-    return ids
+        for index, chunk in enumerate(chunks)
+    ]
+    return await _send(context, sends, link=link, defer=defer)
+
+
+async def _send(
+    context: DeskContext, sends: list[Send], *, link: dict[str, Any] | None, defer: bool = True
+) -> list[int]:
+    outcome = await send_or_queue(
+        context.bot,
+        session=context.session,
+        pending=context.deps.outbox,
+        sends=sends,
+        priority=Priority.AGENTS,
+        record=record_rows_only(context.session),
+        defer=defer,
+        link=link,
+    )
+    return outcome.message_ids
 
 
 async def copy_to(
@@ -117,8 +145,10 @@ async def copy_to(
     from_chat_id: int,
     message_id: int,
     caption_html: str | None,
+    link: dict[str, Any] | None = None,
 ) -> list[int]:
-    """Copy a message (photo, document...) into ``place`` with an HTML caption.
+    """Copy a message (photo, document...) into ``place`` with an HTML caption (through the
+    outbox, as :func:`send_html_to`).
 
     A caption over Telegram's limit (a customer's full-length caption with their name in
     front) would make Telegram refuse the copy: the media then goes without a caption and the
@@ -126,18 +156,21 @@ async def copy_to(
     """
     await release(context)
     too_long = caption_html is not None and utf16_len(plain_text(caption_html)) > CAPTION_LIMIT
-    copied = await context.bot.copy_message(
-        chat_id=place.chat_id,
-        from_chat_id=from_chat_id,
-        message_id=message_id,
-        caption="" if too_long else caption_html,  # "" drops the original caption
-        parse_mode=ParseMode.HTML if caption_html and not too_long else None,
-        message_thread_id=place.thread_id,
-        reply_parameters=_reply(place),
+    copy = Send(
+        "copy_message",
+        {
+            "chat_id": place.chat_id,
+            "from_chat_id": from_chat_id,
+            "message_id": message_id,
+            "caption": "" if too_long else caption_html,  # "" drops the original caption
+            "parse_mode": ParseMode.HTML.value if caption_html and not too_long else None,
+            "message_thread_id": place.thread_id,
+            "reply_parameters": _reply(place),
+        },
     )
-    ids = [copied.message_id]
+    ids = await _send(context, [copy], link=link)
     if too_long and caption_html is not None:
-        ids += await send_html_to(context, place, caption_html)
+        ids += await send_html_to(context, place, caption_html, link=link)
     return ids
 
 
@@ -211,6 +244,12 @@ class Subject:
 
     async def save_place(self, context: DeskContext, place: Place, card_id: int) -> None:
         raise NotImplementedError
+
+    def link_key(self) -> dict[str, Any]:
+        """What a queued post of this subject is linked to once it is sent."""
+        if self.handoff_id is not None:
+            return {"handoff_id": self.handoff_id}
+        return {"complaint_id": self.complaint_id}
 
     async def link(self, context: DeskContext, chat_id: int, message_ids: list[int]) -> None:
         for message_id in message_ids:
@@ -342,7 +381,9 @@ async def _open_place(
         await release(context)
         topic = await context.bot.create_forum_topic(chat_id=chat_id, name=name)
         thread_id = topic.message_thread_id
-    ids = await send_html_to(context, Place(chat_id, thread_id=thread_id), html, markup)
+    ids = await send_html_to(
+        context, Place(chat_id, thread_id=thread_id), html, markup, defer=False
+    )
     place = Place(chat_id, thread_id=thread_id, reply_to=None if thread_id else ids[0])
     await subject.save_place(context, place, ids[0])
     await subject.link(context, chat_id, ([thread_id] if thread_id else []) + ids)
@@ -424,7 +465,7 @@ async def post_html(
     context: DeskContext, subject: Subject, html: str, reply_markup: Any = None
 ) -> list[int] | None:
     async def send(place: Place) -> list[int]:
-        return await send_html_to(context, place, html, reply_markup)
+        return await send_html_to(context, place, html, reply_markup, link=subject.link_key())
 
     return await post(context, subject, send)
 

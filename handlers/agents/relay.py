@@ -127,6 +127,7 @@ async def forward_to_group(
             from_chat_id=message.chat_id,
             message_id=message.message_id,
             caption_html=caption,
+            link=subject.link_key(),
         )
 
     await post(context, subject, send)

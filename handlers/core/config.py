@@ -54,6 +54,10 @@ class DeskConfig:
     # Interactions older than this are anonymised or deleted by a sweep (0: kept forever).
     retention_days: int = 0
     retention_mode: Literal["anonymise", "delete"] = "anonymise"
+    # The outbox: first wait before a message Telegram could not take is sent again, and how
+    # long sent ones are kept.
+    outbox_retry_seconds: float = 2.0
+    outbox_retention: timedelta = timedelta(hours=24)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -30,6 +30,7 @@ from telegram.ext import CallbackContext, ExtBot
 from crm_core.db import SessionFactory
 from crm_core.models import Customer, FlowState, Handoff
 from handlers.core.config import DeskConfig
+from handlers.core.outbox import PendingChats
 from handlers.core.texts import Texts
 from knowledge_base.holder import KnowledgeBaseHolder
 
@@ -42,6 +43,8 @@ class Deps:
     config: DeskConfig
     texts: Texts
     kb_holder: KnowledgeBaseHolder | None = None
+    # Which chats have messages waiting in the outbox (and the sender's wake-up call).
+    outbox: PendingChats = field(default_factory=PendingChats)
 
 
 @dataclass(slots=True)

@@ -7,7 +7,10 @@ and record what a customer received as an outbound Interaction.
 - :func:`tell_customer` is how everything else reaches a customer (an agent's reply, a status
   change, a rating request): it finds the customer's private chat and language, sends, logs,
   and reports a customer who blocked the bot instead of raising.
-- :func:`deliver` is the primitive both use.
+- :func:`deliver` is the primitive both use; it sends through the outbox
+  (``handlers.core.outbox``): what Telegram cannot take now is queued and delivered later,
+  after the chat's older waiting messages. :class:`Priority` (customer replies first, the
+  agents' group next, campaigns last) decides who waits when the send budget is tight.
 - :func:`answer_query` stops a button's spinner; :func:`drop_buttons` removes a keyboard.
 """
 
@@ -29,11 +32,30 @@ from telegram.error import Forbidden, TelegramError
 from telegram.ext import ExtBot
 
 from crm_core.models import Channel, ChannelIdentity, Customer, Direction, InteractionKind
-from crm_core.services.interactions import log_interaction
+from crm_core.services.interactions import add_interaction_no_commit
+from crm_core.services.outbox import OutgoingMessage
+from crm_core.services.transactions import single_write
 from handlers.core.context import DeskContext, current_scope
+from handlers.core.outbox import PendingChats, Priority, Send, send_or_queue, write_rows
 from handlers.core.texts import split_telegram_html
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "Delivery",
+    "Priority",
+    "Recipient",
+    "answer_query",
+    "deliver",
+    "drop_buttons",
+    "find_recipient",
+    "plain_text",
+    "release",
+    "release_read_transaction",
+    "reply",
+    "send_html",
+    "tell_customer",
+]
 
 ReplyMarkup = Any  # InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 
@@ -94,6 +116,7 @@ async def send_html(
     details: dict[str, Any] | None = None,
     handoff_id: int | None = None,
     complaint_id: int | None = None,
+    priority: Priority = Priority.CUSTOMER,
 ) -> list[Message]:
     """Like :func:`reply` for already-rendered HTML (e.g. a knowledge-base article)."""
     scope = current_scope()
@@ -119,6 +142,8 @@ async def send_html(
         details=details,
         handoff_id=handoff_id,
         complaint_id=complaint_id,
+        priority=priority,
+        pending=context.deps.outbox,
     )
 
 
@@ -136,46 +161,75 @@ async def deliver(
     details: dict[str, Any] | None = None,
     handoff_id: int | None = None,
     complaint_id: int | None = None,
+    priority: Priority = Priority.CUSTOMER,
+    pending: PendingChats | None = None,
 ) -> list[Message]:
-    """Send ``html`` in as many messages as needed, then log it (when ``customer_id`` is set).
+    """Send ``html`` in as many messages as needed, through the outbox, then log it (when
+    ``customer_id`` is set) in the same transaction as the outbox rows.
 
-    The reply markup goes on the last message, next to the text it belongs to. Telegram errors
-    (Forbidden when blocked, BadRequest, RetryAfter after the rate limiter's retries) propagate:
-    callers that can do better than the central error handler catch them.
+    The reply markup goes on the last message, next to the text it belongs to. A message
+    that cannot go now (429 beyond the rate limiter's retries, network error, timeout, 5xx, or
+    older messages of the chat still waiting) is queued and delivered later by the outbox
+    sender: it is logged now, and missing from the returned messages. Forbidden (the customer
+    blocked the bot) and BadRequest propagate: callers that can do better than the central
+    error handler catch them. ``pending`` is the desk's :class:`PendingChats` (``deps.outbox``);
+    without it the database is asked.
     """
-    await release_read_transaction(session)
     chunks = split_telegram_html(html)
-    messages: list[Message] = []
-    for index, chunk in enumerate(chunks):
-        last = index == len(chunks) - 1
-        messages.append(
-            await bot.send_message(
-                chat_id=chat_id,
-                text=chunk,
-                parse_mode=ParseMode.HTML,
-                reply_markup=reply_markup if last else None,
-                message_thread_id=message_thread_id,
-                link_preview_options=None,
-            )
-        )
-    if customer_id is not None and messages:
-        await log_interaction(
-            session=session,
-            customer_id=customer_id,
-            channel=Channel.telegram,
-            direction=Direction.outbound,
-            kind=kind,
-            text=plain_text(html),
-            details={
+    sends = [
+        Send(
+            "send_message",
+            {
                 "chat_id": chat_id,
-                "message_ids": [m.message_id for m in messages],
-                **(details or {}),
+                "text": chunk,
+                "parse_mode": ParseMode.HTML.value,
+                "reply_markup": reply_markup if index == len(chunks) - 1 else None,
+                "message_thread_id": message_thread_id,
             },
-            idempotency_key=idempotency_key,
-            handoff_id=handoff_id,
-            complaint_id=complaint_id,
         )
-    return messages
+        for index, chunk in enumerate(chunks)
+    ]
+
+    async def record(
+        sent: list[OutgoingMessage], results: list[Any], queued: list[OutgoingMessage]
+    ) -> None:
+        # One commit for the rows and the Interaction; idempotent inserts (fail only when the
+        # database does), so no savepoint.
+        async with single_write(session):
+            await write_rows(session, sent, results, queued)
+            if customer_id is None or not (results or queued):
+                return
+            queued_details = {"queued": len(queued)} if queued else {}
+            await add_interaction_no_commit(
+                session,
+                customer_id=customer_id,
+                channel=Channel.telegram,
+                direction=Direction.outbound,
+                kind=kind,
+                text=plain_text(html),
+                details={
+                    "chat_id": chat_id,
+                    "message_ids": [m.message_id for m in results],
+                    **queued_details,
+                    **(details or {}),
+                },
+                idempotency_key=idempotency_key,
+                handoff_id=handoff_id,
+                complaint_id=complaint_id,
+            )
+
+    await release_read_transaction(session)
+    outcome = await send_or_queue(
+        bot,
+        session=session,
+        pending=pending if pending is not None else PendingChats(),
+        sends=sends,
+        priority=priority,
+        record=record,
+        customer_id=customer_id,
+        handoff_id=handoff_id,
+    )
+    return list(outcome.results)
 
 
 async def release_read_transaction(session: AsyncSession) -> None:
@@ -285,11 +339,15 @@ async def tell_customer(
     details: dict[str, Any] | None = None,
     handoff_id: int | None = None,
     complaint_id: int | None = None,
+    priority: Priority = Priority.CUSTOMER,
     **template_ctx: Any,
 ) -> Delivery:
     """Send ``template`` to a customer (a :class:`Recipient`, or a customer id to look up) in
     their language, and log it on their timeline. A customer who blocked the bot is reported
-    as :attr:`Delivery.BLOCKED` (no retries: the caller decides whom to tell)."""
+    as :attr:`Delivery.BLOCKED` (no retries: the caller decides whom to tell). A message the
+    outbox queued (Telegram busy or unreachable for now) counts as sent: it will arrive.
+    ``priority``: :attr:`Priority.CAMPAIGN` for bulk messages, which wait when the budget is
+    tight."""
     recipient = to if isinstance(to, Recipient) else await find_recipient(context, to)
     if recipient is None:
         return Delivery.NO_CHAT
@@ -307,6 +365,8 @@ async def tell_customer(
             details={"template": template, **(details or {})},
             handoff_id=handoff_id,
             complaint_id=complaint_id,
+            priority=priority,
+            pending=context.deps.outbox,
         )
     except Forbidden:
         log.info("customer %s blocked the bot; %s not delivered", recipient.customer_id, template)

@@ -35,7 +35,7 @@ from crm_core.services.campaigns import (
 from handlers.core.callbacks import Prefix, build
 from handlers.core.context import DeskContext
 from handlers.core.format import button_label
-from handlers.core.send import Delivery, Recipient, find_recipient, tell_customer
+from handlers.core.send import Delivery, Priority, Recipient, find_recipient, tell_customer
 from handlers.supervisor.campaigns import render_for
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ async def send_campaign_message(context: DeskContext, campaign: Campaign, claime
 async def _tell(
     context: DeskContext, campaign: Campaign, claimed: Claimed, recipient: Recipient, text: str
 ) -> Delivery:
-    # The integrator adds priority=Priority.CAMPAIGN here (the outbox's lowest priority).
+    # The lowest priority: campaign messages wait whenever the desk's own replies need the budget.
     return await tell_customer(
         context,
         recipient,
@@ -140,5 +140,6 @@ async def _tell(
         reply_markup=campaign_keyboard(context, campaign, recipient.lang),
         kind=InteractionKind.campaign,
         details={"campaign_id": campaign.id, "event": "sent"},
+        priority=Priority.CAMPAIGN,
         text=text,
     )

@@ -10,6 +10,7 @@ from typing import Any
 from bot.app import RATE_LIMIT_RETRIES, DeskApplication, build_application
 from bot.inbox_runtime import InboxRuntime
 from bot.metrics import DeskMetrics, MeteredRateLimiter
+from bot.rate_limit import RELAXED_LIMITS
 from bot.settings import Settings
 from crm_core.db import SessionFactory
 from knowledge_base.holder import KnowledgeBaseHolder
@@ -49,9 +50,7 @@ def build(
         session_factory=session_factory,
         kb_holder=shared_kb(),
         # Telegram's 20 a minute per group would slow the tests down.
-        rate_limiter=MeteredRateLimiter(
-            metrics, overall_max_rate=1000, group_max_rate=1000, max_retries=RATE_LIMIT_RETRIES
-        ),
+        rate_limiter=MeteredRateLimiter(metrics, **RELAXED_LIMITS, max_retries=RATE_LIMIT_RETRIES),
     )
     application.update_observers.append(fake.note_processed)
     return application, InboxRuntime(application, settings, metrics)

@@ -44,6 +44,7 @@ async def test_a_healthy_desk(
     for line in [
         "ok    database: reachable, schema current",
         "ok    inbox: 0 unhandled (0 in progress), 0 failed",
+        "ok    outbox: 0 message(s) waiting to be sent, 0 refused (last 24 h)",
         "ok    telegram: token works: @desk_test_bot",
         "ok    webhook: none (polling mode); 0 update(s) waiting at Telegram",
         "ok    agents' group: Support agents, forum",

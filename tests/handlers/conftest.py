@@ -52,6 +52,7 @@ from telegram.ext import BaseHandler
 from bot.app import RATE_LIMIT_RETRIES, DeskApplication, Sweeper, build_application
 from bot.inbox_runtime import InboxRuntime
 from bot.metrics import DeskMetrics, MeteredRateLimiter
+from bot.rate_limit import RELAXED_LIMITS
 from bot.settings import Settings
 from crm_core.db import SessionFactory, create_engine, create_session_factory
 from crm_core.models import ChannelIdentity
@@ -248,7 +249,7 @@ class Harness:
             extra_handlers=self.extra_handlers,
             # Telegram allows 20 messages a minute per group; tests send more than that.
             rate_limiter=MeteredRateLimiter(
-                metrics, overall_max_rate=1000, group_max_rate=1000, max_retries=RATE_LIMIT_RETRIES
+                metrics, **RELAXED_LIMITS, max_retries=RATE_LIMIT_RETRIES
             ),
         )
         application.update_observers.append(self.fake.note_processed)
