@@ -227,9 +227,16 @@ class Interaction(InteractionBase, table=True):
         # probes (verified resolution) as one index range each, kinds read from the index.
         Index("ix_interaction_kind_time", "kind", "occurred_at"),
         Index("ix_interaction_customer_time_kind", "customer_id", "occurred_at", "kind"),
-        # "A bot answer to this customer in the 72 h before" (handoffs after an answer): one
-        # seek per handoff instead of a walk through all of a busy customer's entries.
-        Index("ix_interaction_customer_kind_time", "customer_id", "kind", "occurred_at"),
+        # "A bot answer to this customer in the 72 h before" (handoffs after an answer) and
+        # "did the customer write again" (service recovery): one seek per probe instead of a
+        # walk through all of a busy customer's entries; the direction read from the index.
+        Index(
+            "ix_interaction_customer_kind_time_dir",
+            "customer_id",
+            "kind",
+            "occurred_at",
+            "direction",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
