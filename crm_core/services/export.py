@@ -75,16 +75,6 @@ _TEXT_COLUMNS = frozenset(
 )
 
 
-def _cell(name: str, value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return as_utc(value).isoformat()
-    if name in _TEXT_COLUMNS and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 def _writer(out: TextIO, columns: Sequence[str]) -> Any:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
@@ -186,10 +176,30 @@ def _conversation_row(row: Sequence[Any]) -> list[Any]:
     return values
 
 
+def _formatters(columns: Sequence[str]) -> list[Any]:
+    """Per column, how a value becomes its cell: empty for missing, ISO 8601 for timestamps,
+    free text defused (decided once per column, not per cell: an export writes millions)."""
+
+    def plain(value: Any) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, datetime):
+            return as_utc(value).isoformat()
+        return value
+
+    def free_text(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+            return "'" + value
+        return plain(value)
+
+    return [free_text if name in _TEXT_COLUMNS else plain for name in columns]
+
+
 async def _stream(
     session: AsyncSession, stmt: Any, out: TextIO, columns: Sequence[str], shape: Any
 ) -> int:
     writer = _writer(out, columns)
+    formatters = _formatters(columns)
     written = 0
     async with unit_of_work(session):
         # In batches: one driver round trip per row (aiosqlite hops threads each time) would
@@ -197,9 +207,9 @@ async def _stream(
         connection = await session.connection()  # Core rows: no ORM loading per row
         result = await connection.stream(stmt.execution_options(yield_per=BATCH))
         async for batch in result.partitions():
-            for row in batch:
-                cells = shape(row)
-                writer.writerow([_cell(n, value) for n, value in zip(columns, cells, strict=True)])
+            writer.writerows(
+                [f(value) for f, value in zip(formatters, shape(row), strict=True)] for row in batch
+            )
             written += len(batch)
     return written
 
