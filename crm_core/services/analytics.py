@@ -65,6 +65,7 @@ from crm_core.services._figures import (
     shifted,
     spread,
     spreads,
+    without_jit,
 )
 from crm_core.services._sql import dialect_insert, unit_of_work
 from crm_core.services.interaction_hours import KindCounts, kind_counts
@@ -204,6 +205,7 @@ async def desk_report(
     """The /stats figures of ``period`` and of the previous period of the same length."""
     now = as_utc(now or utcnow())
     async with unit_of_work(session):
+        await without_jit(session)
         current = await _figures(session, period.current, now)
         previous = await _figures(session, period.previous, now)
     return DeskReport(period=period, now=now, current=current, previous=previous)
@@ -214,6 +216,7 @@ async def desk_figures(
 ) -> DeskFigures:
     """The figures of one window (see the module docstring)."""
     async with unit_of_work(session):
+        await without_jit(session)
         return await _figures(session, window, as_utc(now or utcnow()))
 
 
@@ -567,6 +570,7 @@ async def daily_series(
     resolution: list[float | None] = [None] * n
     answered, handoffs = [0] * n, [0] * n
     async with unit_of_work(session):
+        await without_jit(session)
         d = _days_cte(edges)
         created = col(Complaint.created_at)
         filed = (
@@ -717,6 +721,7 @@ async def agent_figures(*, session: AsyncSession, window: Window) -> list[AgentF
     resolved_at = col(Complaint.resolved_at)
     score = col(Handoff.csat_score)
     async with unit_of_work(session):
+        await without_jit(session)
         roster: Any = select(col(Agent.id), col(Agent.display_name), col(Agent.active))
         agents = (await session.exec(roster)).all()
         claims = await _by_agent(

@@ -38,7 +38,7 @@ from crm_core.models import (
     Purchase,
 )
 from crm_core.periods import Window
-from crm_core.services._figures import dialect_name, shifted
+from crm_core.services._figures import dialect_name, shifted, without_jit
 from crm_core.services._sql import unit_of_work
 from crm_core.services.rfm import DEFAULT_WINDOW_DAYS
 from crm_core.services.segments import score_source
@@ -77,6 +77,7 @@ async def churn_risks(
     window_days: int = DEFAULT_WINDOW_DAYS,
 ) -> ChurnReport:
     async with unit_of_work(session):
+        await without_jit(session)
         source = await score_source(session, now, window_days)
         stmt, total = _churn_statements(source.query, as_utc(now or utcnow()), limit)
         rows = (await session.exec(stmt)).all()
@@ -238,6 +239,7 @@ async def service_recovery(
         start_at <= literal(now - COME_BACK, UTCDateTime),
     )
     async with unit_of_work(session):
+        await without_jit(session)
         resolved, resolved_back, other, other_back = (await session.exec(stmt)).one()  # type: ignore[call-overload]
     return ServiceRecovery(
         window=window,

@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crm_core.clock import as_utc
 from crm_core.models import ActorType, Agent, Complaint, ComplaintEvent, Customer, Handoff
 from crm_core.periods import Window
-from crm_core.services._figures import dialect_name, seconds_between
+from crm_core.services._figures import dialect_name, seconds_between, without_jit
 from crm_core.services._sql import unit_of_work
 
 COMPLAINT_COLUMNS = (
@@ -202,6 +202,7 @@ async def _stream(
     formatters = _formatters(columns)
     written = 0
     async with unit_of_work(session):
+        await without_jit(session)
         # In batches: one driver round trip per row (aiosqlite hops threads each time) would
         # cost more than the query itself.
         connection = await session.connection()  # Core rows: no ORM loading per row
