@@ -584,6 +584,26 @@ async def build(
 # --------------------------------------------------------------------------------------------
 
 
+class _FirstRowSink(io.StringIO):
+    """A file that notes when its second write (the first row after the header) came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.first_row_at: float | None = None
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        if self.writes == 2:
+            self.first_row_at = time.perf_counter()
+            raise _FirstRow
+        return super().write(s)
+
+
+class _FirstRow(Exception):
+    pass
+
+
 def _commands(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
     def period(text_value: str) -> Any:
         return parse_period(text_value, now=NOW, time_zone="Europe/Berlin")
@@ -621,6 +641,16 @@ def _commands(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
                 session=s, window=period("7d").current, out=sink
             )
             return n + m
+
+    async def export_first_row() -> Any:
+        # How long until the complaints' file has its first data row (the query's answer).
+        sink = _FirstRowSink()
+        try:
+            async with factory() as s:
+                await export.export_complaints_csv(session=s, window=period("7d").current, out=sink)
+        except _FirstRow:  # the sink stops the export there
+            pass
+        return sink.first_row_at
 
     # Live: ranked on the spot (an explicit time); snapshot: what the commands read once the
     # periodic refresh_rfm_snapshot job has run (taken at the real "now": the bench's data
@@ -662,6 +692,7 @@ def _commands(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
         "/sla": sla,
         "/agents 30d": agents,
         "/export 7d (CSV)": export_7d,
+        "/export 7d (first data row)": export_first_row,
         "/segments (live)": lambda: segment_report(True),
         "/mvc (live)": lambda: mvc(True),
         "/churn risks (live)": lambda: churn_list(True),
@@ -734,7 +765,9 @@ async def _add_missing_indexes(engine: AsyncEngine) -> None:
         await conn.execute(text("ANALYZE"))
 
 
-async def time_commands(url: str, repeat: int) -> dict[str, dict[str, float]]:
+async def time_commands(
+    url: str, repeat: int, only: str | None = None
+) -> dict[str, dict[str, float]]:
     engine = create_engine(url)
     async with engine.begin() as conn:  # tables and indexes added since the databases were kept
         await conn.run_sync(SQLModel.metadata.create_all)
@@ -749,6 +782,8 @@ async def time_commands(url: str, repeat: int) -> dict[str, dict[str, float]]:
             results[name] = {"first": took, "median": took}
             print(f"  [{engine.dialect.name}] {name}: {took:.3f} s", file=sys.stderr, flush=True)
         for name, command in _commands(factory).items():
+            if only is not None and only not in name:
+                continue
             samples = []
             for _ in range(repeat):
                 t0 = time.perf_counter()
@@ -800,6 +835,7 @@ async def main() -> None:
         "--reuse", action="store_true", help="time the databases kept by --keep (same --scale)"
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--only", help="time only the commands whose name contains this")
     args = parser.parse_args()
     sizes = Sizes.at(args.scale)
     keep = args.keep or args.reuse
@@ -825,10 +861,10 @@ async def main() -> None:
         results: dict[str, dict[str, dict[str, float]]] = {}
         if sqlite_path is not None:
             results["sqlite"] = await time_commands(
-                f"sqlite+aiosqlite:///{sqlite_path}", args.repeat
+                f"sqlite+aiosqlite:///{sqlite_path}", args.repeat, args.only
             )
         if pg_url is not None:
-            results["postgresql"] = await time_commands(pg_url, args.repeat)
+            results["postgresql"] = await time_commands(pg_url, args.repeat, args.only)
     finally:
         if keep:
             print(f"kept: {sqlite_path} {pg_url}", file=sys.stderr)
