@@ -209,7 +209,20 @@ async def service_recovery(
     resolved_at = col(Complaint.resolved_at)
     start_at = func.coalesce(resolved_at, col(Complaint.created_at))
     horizon = shifted(dialect, start_at, COME_BACK)
-    message = aliased(Interaction)
+
+    def wrote(kind: InteractionKind) -> Any:
+        # One probe per kind: an exact range of the (customer, kind, time, direction) index,
+        # read from the index alone (with "kind IN (...)" PostgreSQL walked the customer's
+        # whole timeline of those 30 days and read every row for its direction).
+        message = aliased(Interaction)
+        return exists().where(
+            col(message.customer_id) == col(Complaint.customer_id),
+            col(message.kind) == kind,
+            col(message.occurred_at) > start_at,
+            col(message.occurred_at) <= horizon,
+            col(message.direction) == Direction.inbound,
+        )
+
     came_back = or_(
         exists().where(
             col(Purchase.customer_id) == col(Complaint.customer_id),
@@ -217,13 +230,8 @@ async def service_recovery(
             col(Purchase.purchased_at) <= horizon,
             col(Purchase.amount_minor) > 0,
         ),
-        exists().where(
-            col(message.customer_id) == col(Complaint.customer_id),
-            col(message.kind).in_((InteractionKind.message, InteractionKind.command)),
-            col(message.direction) == Direction.inbound,
-            col(message.occurred_at) > start_at,
-            col(message.occurred_at) <= horizon,
-        ),
+        wrote(InteractionKind.message),
+        wrote(InteractionKind.command),
     )
     is_resolved = resolved_at.is_not(None)
     stmt = select(
