@@ -30,7 +30,9 @@ Definitions (a window is ``[start, end)``):
   verified / matured, so a fresh period shows no rate yet rather than a flattering one.
   Probing each answer's aftermath costs seconds for a month of a busy desk, so a periodic job
   (:func:`refresh_bot_outcomes`) records each answer's outcome once its 72 h are over; the
-  figures count those rows and probe only the answers the job has not reached yet.
+  figures count those rows and probe only the answers the job has not reached yet. The counts
+  per kind and the votes come from hourly totals kept by another job
+  (``crm_core.services.interaction_hours``) with the same "the rest live" rule.
 """
 
 from collections.abc import Callable
