@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Index, text
+from sqlalchemy import Index, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
@@ -50,7 +50,14 @@ from crm_core import models  # noqa: F401  (registers the tables)
 from crm_core.charts import render_stats_chart
 from crm_core.db import create_engine, create_session_factory
 from crm_core.periods import Window, parse_period
-from crm_core.services import analytics, churn, drilldown, export, segments
+from crm_core.services import (
+    analytics,
+    churn,
+    drilldown,
+    export,
+    interaction_hours,
+    segments,
+)
 from crm_core.services.gaps import knowledge_gaps
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -138,11 +145,23 @@ def gen_agents() -> Iterator[tuple[str, list[str], list[tuple[Any, ...]]]]:
         "display_name",
         "role",
         "active",
+        "in_agent_group",
+        "available",
         "created_at",
         "updated_at",
     ]
     rows = [
-        (i, 10_000 + i, f"Agent {i}", "supervisor" if i == 1 else "agent", 1, created, created)
+        (
+            i,
+            10_000 + i,
+            f"Agent {i}",
+            "supervisor" if i == 1 else "agent",
+            1,
+            1,
+            1,
+            created,
+            created,
+        )
         for i in range(1, AGENTS + 1)
     ]
     yield "agent", columns, rows
@@ -498,6 +517,10 @@ async def build(
     timings: dict[str, float] = {}
     engines: list[AsyncEngine] = []
     if sqlite_path is not None:
+        # A fresh file: dropping a filled table with foreign keys on checks every row against
+        # its (unindexed, self-referencing) children, minutes for the customers alone.
+        for leftover in sqlite_path.parent.glob(sqlite_path.name + "*"):
+            leftover.unlink()
         engines.append(create_engine(f"sqlite+aiosqlite:///{sqlite_path}"))
     if pg_url is not None:
         engines.append(create_engine(pg_url))
@@ -561,6 +584,26 @@ async def build(
 # --------------------------------------------------------------------------------------------
 
 
+class _FirstRowSink(io.StringIO):
+    """A file that notes when its second write (the first row after the header) came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.first_row_at: float | None = None
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        if self.writes == 2:
+            self.first_row_at = time.perf_counter()
+            raise _FirstRow
+        return super().write(s)
+
+
+class _FirstRow(Exception):
+    pass
+
+
 def _commands(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
     def period(text_value: str) -> Any:
         return parse_period(text_value, now=NOW, time_zone="Europe/Berlin")
@@ -598,6 +641,16 @@ def _commands(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
                 session=s, window=period("7d").current, out=sink
             )
             return n + m
+
+    async def export_first_row() -> Any:
+        # How long until the complaints' file has its first data row (the query's answer).
+        sink = _FirstRowSink()
+        try:
+            async with factory() as s:
+                await export.export_complaints_csv(session=s, window=period("7d").current, out=sink)
+        except _FirstRow:  # the sink stops the export there
+            pass
+        return sink.first_row_at
 
     # Live: ranked on the spot (an explicit time); snapshot: what the commands read once the
     # periodic refresh_rfm_snapshot job has run (taken at the real "now": the bench's data
@@ -639,6 +692,7 @@ def _commands(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
         "/sla": sla,
         "/agents 30d": agents,
         "/export 7d (CSV)": export_7d,
+        "/export 7d (first data row)": export_first_row,
         "/segments (live)": lambda: segment_report(True),
         "/mvc (live)": lambda: mvc(True),
         "/churn risks (live)": lambda: churn_list(True),
@@ -657,6 +711,10 @@ def _jobs(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
         async with factory() as s:
             return await analytics.refresh_bot_outcomes(session=s, now=now)
 
+    async def hours(now: datetime) -> Any:
+        async with factory() as s:
+            return await interaction_hours.refresh_interaction_hours(session=s, now=now)
+
     async def snapshot() -> Any:
         async with factory() as s:
             return await segments.refresh_rfm_snapshot(session=s)
@@ -666,14 +724,54 @@ def _jobs(factory: Any) -> dict[str, Callable[[], Awaitable[Any]]]:
         "job: refresh_bot_outcomes (next run, +15 min)": lambda: outcomes(
             NOW + timedelta(minutes=15)
         ),
+        "job: refresh_interaction_hours (first run, 2 years)": lambda: hours(NOW),
+        "job: refresh_interaction_hours (next run, +15 min)": lambda: hours(
+            NOW + timedelta(minutes=15)
+        ),
         "job: refresh_rfm_snapshot": snapshot,
     }
 
 
-async def time_commands(url: str, repeat: int) -> dict[str, dict[str, float]]:
+async def _add_missing_indexes(engine: AsyncEngine) -> None:
+    """Build the models' indexes a kept database lacks (the schema moved on since it was
+    built), then refresh the planner's statistics; index builds are reported, not timed."""
+
+    def present(sync: Any) -> set[str]:
+        inspector = inspect(sync)
+        return {
+            str(ix["name"])
+            for table in SQLModel.metadata.sorted_tables
+            for ix in inspector.get_indexes(table.name)
+        }
+
+    async with engine.connect() as conn:
+        have = await conn.run_sync(present)
+    wanted = {str(ix.name) for ix in _secondary_indexes()}
+    todo = [ix for ix in _secondary_indexes() if ix.name not in have]
+    stale = sorted(name for name in have - wanted if name.startswith("ix_"))
+    if not todo and not stale:
+        return
+    async with engine.begin() as conn:  # indexes the models no longer have
+        for name in stale:
+            await conn.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
+    for index in todo:
+        t0 = time.perf_counter()
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync, ix=index: ix.create(sync))
+        took = time.perf_counter() - t0
+        print(f"  [{engine.dialect.name}] built {index.name}: {took:.0f} s", file=sys.stderr)
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("ANALYZE"))
+
+
+async def time_commands(
+    url: str, repeat: int, only: str | None = None
+) -> dict[str, dict[str, float]]:
     engine = create_engine(url)
-    async with engine.begin() as conn:  # tables added since the databases were kept
+    async with engine.begin() as conn:  # tables and indexes added since the databases were kept
         await conn.run_sync(SQLModel.metadata.create_all)
+    await _add_missing_indexes(engine)
     factory = create_session_factory(engine)
     results: dict[str, dict[str, float]] = {}
     try:
@@ -684,6 +782,8 @@ async def time_commands(url: str, repeat: int) -> dict[str, dict[str, float]]:
             results[name] = {"first": took, "median": took}
             print(f"  [{engine.dialect.name}] {name}: {took:.3f} s", file=sys.stderr, flush=True)
         for name, command in _commands(factory).items():
+            if only is not None and only not in name:
+                continue
             samples = []
             for _ in range(repeat):
                 t0 = time.perf_counter()
@@ -735,6 +835,7 @@ async def main() -> None:
         "--reuse", action="store_true", help="time the databases kept by --keep (same --scale)"
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--only", help="time only the commands whose name contains this")
     args = parser.parse_args()
     sizes = Sizes.at(args.scale)
     keep = args.keep or args.reuse
@@ -760,10 +861,10 @@ async def main() -> None:
         results: dict[str, dict[str, dict[str, float]]] = {}
         if sqlite_path is not None:
             results["sqlite"] = await time_commands(
-                f"sqlite+aiosqlite:///{sqlite_path}", args.repeat
+                f"sqlite+aiosqlite:///{sqlite_path}", args.repeat, args.only
             )
         if pg_url is not None:
-            results["postgresql"] = await time_commands(pg_url, args.repeat)
+            results["postgresql"] = await time_commands(pg_url, args.repeat, args.only)
     finally:
         if keep:
             print(f"kept: {sqlite_path} {pg_url}", file=sys.stderr)

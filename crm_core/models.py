@@ -295,6 +295,16 @@ class Interaction(InteractionBase, table=True):
         # Retention (crm_core.services.retention): the oldest rows not yet anonymised are one
         # index range, however many anonymised rows lie before them.
         Index("ix_interaction_retention", "anonymized_at", "occurred_at"),
+        # "A bot answer to this customer in the 72 h before" (handoffs after an answer) and
+        # "did the customer write again" (service recovery): one seek per probe instead of a
+        # walk through all of a busy customer's entries; the direction read from the index.
+        Index(
+            "ix_interaction_customer_kind_time_dir",
+            "customer_id",
+            "kind",
+            "occurred_at",
+            "direction",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -428,7 +438,15 @@ class Complaint(ComplaintBase, table=True):
             "assignee_id",
             "customer_id",
         ),
-        Index("ix_complaint_resolved_at", "resolved_at"),
+        # Resolutions of a period, per agent (/agents) and the backlog at a window's end,
+        # read from the index alone.
+        Index("ix_complaint_resolved_figures", "resolved_at", "assignee_id", "created_at"),
+        Index(
+            "ix_complaint_unresolved_created",
+            "created_at",
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
         Index("ix_complaint_status_due", "status", "sla_due_at"),
         Index("ix_complaint_customer_created", "customer_id", "created_at"),
     )
@@ -548,8 +566,16 @@ class Handoff(HandoffBase, table=True):
         ),
         Index("ix_handoff_status_due", "status", "next_reminder_at"),
         # Analytics: period windows and "a handoff within 72 h of a bot answer" probes.
-        Index("ix_handoff_requested_at", "requested_at"),
-        Index("ix_handoff_claimed_at", "claimed_at"),
+        # Covering: the handoff figures of a period read no table rows.
+        Index(
+            "ix_handoff_requested_figures",
+            "requested_at",
+            "customer_id",
+            "claimed_at",
+            "csat_score",
+            "agent_id",
+        ),
+        Index("ix_handoff_claimed_agent", "claimed_at", "agent_id"),
         Index("ix_handoff_customer_requested", "customer_id", "requested_at"),
     )
 
@@ -858,6 +884,23 @@ class BotAnswerOutcome(SQLModel, table=True):
     customer_id: int | None = None
     answered_at: datetime = Field(sa_type=UTCDateTime)
     verified: bool
+
+
+class InteractionHour(SQLModel, table=True):
+    """Per UTC hour and kind: how many timeline entries, and for ``kb_feedback`` how many
+    helpful / unhelpful votes. Kept by a periodic job
+    (``crm_core.services.interaction_hours.refresh_interaction_hours``) for the hours that are
+    over (with a margin for late entries), so that /stats and its chart sum a few hundred rows
+    instead of reading every vote of a month; how far it got is in AppState
+    (``interaction_hours``). Hours it has not reached are counted from the timeline."""
+
+    __tablename__ = "interaction_hour"
+
+    hour: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    kind: str = Field(max_length=32, primary_key=True)
+    count: int
+    helpful: int
+    unhelpful: int
 
 
 # --------------------------------------------------------------------------------------------

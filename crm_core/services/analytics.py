@@ -30,7 +30,9 @@ Definitions (a window is ``[start, end)``):
   verified / matured, so a fresh period shows no rate yet rather than a flattering one.
   Probing each answer's aftermath costs seconds for a month of a busy desk, so a periodic job
   (:func:`refresh_bot_outcomes`) records each answer's outcome once its 72 h are over; the
-  figures count those rows and probe only the answers the job has not reached yet.
+  figures count those rows and probe only the answers the job has not reached yet. The counts
+  per kind and the votes come from hourly totals kept by another job
+  (``crm_core.services.interaction_hours``) with the same "the rest live" rule.
 """
 
 from collections.abc import Callable
@@ -65,8 +67,10 @@ from crm_core.services._figures import (
     shifted,
     spread,
     spreads,
+    without_jit,
 )
 from crm_core.services._sql import dialect_insert, unit_of_work
+from crm_core.services.interaction_hours import KindCounts, kind_counts
 from crm_core.types import UTCDateTime
 
 S = ComplaintStatus
@@ -203,6 +207,7 @@ async def desk_report(
     """The /stats figures of ``period`` and of the previous period of the same length."""
     now = as_utc(now or utcnow())
     async with unit_of_work(session):
+        await without_jit(session)
         current = await _figures(session, period.current, now)
         previous = await _figures(session, period.previous, now)
     return DeskReport(period=period, now=now, current=current, previous=previous)
@@ -213,6 +218,7 @@ async def desk_figures(
 ) -> DeskFigures:
     """The figures of one window (see the module docstring)."""
     async with unit_of_work(session):
+        await without_jit(session)
         return await _figures(session, window, as_utc(now or utcnow()))
 
 
@@ -220,8 +226,8 @@ async def _figures(session: AsyncSession, w: Window, now: datetime) -> DeskFigur
     dialect = dialect_name(session)
     return DeskFigures(
         window=w,
-        **await _complaint_groups(session, w),
-        **await _complaint_counts(session, w, now),
+        **await _complaint_groups(session, w, now),
+        **await _complaint_counts(session, w),
         first_response=await spread(session, _first_response_values(dialect, w)),
         resolution=await spread(session, _resolution_values(dialect, w)),
         **await _handoff_figures(session, w),
@@ -235,10 +241,16 @@ def _filed_in(w: Window) -> list[Any]:
     return [created >= w.start, created < w.end]
 
 
-async def _complaint_groups(session: AsyncSession, w: Window) -> dict[str, Any]:
+async def _complaint_groups(session: AsyncSession, w: Window, now: datetime) -> dict[str, Any]:
+    # One range scan of the covering index for the groups, the breaches and the reopens.
     stmt = (
         select(
-            col(Complaint.status), col(Complaint.category), col(Complaint.severity), func.count()
+            col(Complaint.status),
+            col(Complaint.category),
+            col(Complaint.severity),
+            func.count(),
+            func.count(case((_breached(now), 1))),
+            func.count(case((col(Complaint.reopen_count) > 0, 1))),
         )
         .where(*_filed_in(w))
         .group_by(col(Complaint.status), col(Complaint.category), col(Complaint.severity))
@@ -246,17 +258,22 @@ async def _complaint_groups(session: AsyncSession, w: Window) -> dict[str, Any]:
     by_status = {s.value: 0 for s in S}
     by_category = {c.value: 0 for c in ComplaintCategory}
     by_severity = {v.value: 0 for v in Severity}
-    opened = 0
-    for status, category, severity, count in (await session.exec(stmt)).all():  # type: ignore[call-overload]
+    opened = breached = reopened = 0
+    rows = (await session.exec(stmt)).all()  # type: ignore[call-overload]
+    for status, category, severity, count, late, reopens in rows:
         by_status[str(status)] += count
         by_category[str(category)] += count
         by_severity[str(severity)] += count
         opened += count
+        breached += late
+        reopened += reopens
     return {
         "opened": opened,
         "by_status": by_status,
         "by_category": by_category,
         "by_severity": by_severity,
+        "sla_breached": breached,
+        "reopened": reopened,
     }
 
 
@@ -275,24 +292,18 @@ def _breached(now: datetime) -> Any:
     )
 
 
-async def _complaint_counts(session: AsyncSession, w: Window, now: datetime) -> dict[str, Any]:
-    resolved_at = col(Complaint.resolved_at)
+async def _complaint_counts(session: AsyncSession, w: Window) -> dict[str, Any]:
+    resolved_at, created_at = col(Complaint.resolved_at), col(Complaint.created_at)
     stmt = select(
         _count(resolved_at >= w.start, resolved_at < w.end),
-        # Backlog at the end: everything filed before it minus what was resolved before it
-        # (resolved_at < end implies created_at < end); two index-only counts.
-        _count(col(Complaint.created_at) < w.end),
-        _count(resolved_at < w.end),
-        _count(*_filed_in(w), _breached(now)),
-        _count(*_filed_in(w), col(Complaint.reopen_count) > 0),
+        # Backlog at the end: filed before it and not resolved by then, i.e. unresolved now
+        # (a small partial index) or resolved only after the end (a range of the resolutions'
+        # index): neither counts the whole history, as "filed before - resolved before" did.
+        _count(resolved_at.is_(None), created_at < w.end),
+        _count(resolved_at >= w.end, created_at < w.end),
     )
-    resolved, filed_before, resolved_before, breached, reopened = (await session.exec(stmt)).one()  # type: ignore[call-overload]
-    return {
-        "resolved": resolved,
-        "open_at_end": filed_before - resolved_before,
-        "sla_breached": breached,
-        "reopened": reopened,
-    }
+    resolved, unresolved, resolved_later = (await session.exec(stmt)).one()  # type: ignore[call-overload]
+    return {"resolved": resolved, "open_at_end": unresolved + resolved_later}
 
 
 def _first_response_values(dialect: str, w: Window, *, grouped: bool = False) -> Any:
@@ -343,11 +354,6 @@ def _in_window(w: Window) -> list[Any]:
     return [at >= w.start, at < w.end]
 
 
-def helpful_flag() -> Any:
-    """The vote of a ``kb_feedback`` interaction (``details.helpful``), as SQL boolean."""
-    return col(Interaction.details)["helpful"].as_boolean()
-
-
 def _settled(dialect: str, answer: Any) -> Any:
     """No new question, unhelpful vote, handoff or complaint within FOLLOW_UP of ``answer``
     (the most frequent reason first: SQLite stops at the first probe that finds something)."""
@@ -379,22 +385,15 @@ def _settled(dialect: str, answer: Any) -> Any:
 
 async def _bot_figures(session: AsyncSession, w: Window, now: datetime) -> BotFigures:
     dialect = dialect_name(session)
-    kind = col(Interaction.kind)
-    # Counts per kind read the (kind, occurred_at) index alone; only the votes need their row.
-    per_kind = (
-        select(kind, func.count())
-        .where(*_in_window(w), kind.in_(BOT_QUESTION_KINDS))
-        .group_by(kind)
-    )
-    counts = {str(k): int(n) for k, n in (await session.exec(per_kind)).all()}  # type: ignore[call-overload]
-    vote = helpful_flag()
-    votes = select(
-        func.count(case((vote.is_(True), 1))), func.count(case((vote.is_(False), 1)))
-    ).where(*_in_window(w), kind == K.kb_feedback)
-    helpful, unhelpful = (await session.exec(votes)).one()  # type: ignore[call-overload]
-    answered = counts.get(K.kb_answer.value, 0)
-    suggested = counts.get(K.kb_suggest.value, 0)
-    unanswered = counts.get(K.kb_none.value, 0)
+    # Counts per kind and the votes: hourly totals where the rollup has them (see
+    # crm_core.services.interaction_hours), the timeline for the rest.
+    (counts,) = await kind_counts(session, [(w.start, w.end)], [*BOT_QUESTION_KINDS, K.kb_feedback])
+    none = KindCounts()
+    answered = counts.get(K.kb_answer.value, none).count
+    suggested = counts.get(K.kb_suggest.value, none).count
+    unanswered = counts.get(K.kb_none.value, none).count
+    votes = counts.get(K.kb_feedback.value, none)
+    helpful, unhelpful = votes.helpful, votes.unhelpful
     after = select(func.count()).where(
         *_requested_in(w),
         _later_answer_exists(dialect),
@@ -573,6 +572,7 @@ async def daily_series(
     resolution: list[float | None] = [None] * n
     answered, handoffs = [0] * n, [0] * n
     async with unit_of_work(session):
+        await without_jit(session)
         d = _days_cte(edges)
         created = col(Complaint.created_at)
         filed = (
@@ -591,16 +591,9 @@ async def daily_series(
         )
         for day, average in (await session.exec(resolved)).all():  # type: ignore[call-overload]
             resolution[day] = round(float(average), 3) if average is not None else None
-        at = col(Interaction.occurred_at)
-        bot = (
-            select(d.c.d, func.count())
-            .join_from(
-                d, Interaction, and_(col(Interaction.kind) == K.kb_answer, at >= d.c.s, at < d.c.e)
-            )
-            .group_by(d.c.d)
-        )
-        for day, count in (await session.exec(bot)).all():  # type: ignore[call-overload]
-            answered[day] = count
+        per_day = await kind_counts(session, list(pairwise(edges)), [K.kb_answer])
+        for day, counts in enumerate(per_day):
+            answered[day] = counts.get(K.kb_answer.value, KindCounts()).count
         requested = col(Handoff.requested_at)
         asked = (
             select(d.c.d, func.count())
@@ -730,6 +723,7 @@ async def agent_figures(*, session: AsyncSession, window: Window) -> list[AgentF
     resolved_at = col(Complaint.resolved_at)
     score = col(Handoff.csat_score)
     async with unit_of_work(session):
+        await without_jit(session)
         roster: Any = select(col(Agent.id), col(Agent.display_name), col(Agent.active))
         agents = (await session.exec(roster)).all()
         claims = await _by_agent(

@@ -38,7 +38,7 @@ from crm_core.models import (
     Purchase,
 )
 from crm_core.periods import Window
-from crm_core.services._figures import dialect_name, shifted
+from crm_core.services._figures import dialect_name, shifted, without_jit
 from crm_core.services._sql import unit_of_work
 from crm_core.services.rfm import DEFAULT_WINDOW_DAYS
 from crm_core.services.segments import score_source
@@ -77,6 +77,7 @@ async def churn_risks(
     window_days: int = DEFAULT_WINDOW_DAYS,
 ) -> ChurnReport:
     async with unit_of_work(session):
+        await without_jit(session)
         source = await score_source(session, now, window_days)
         stmt, total = _churn_statements(source.query, as_utc(now or utcnow()), limit)
         rows = (await session.exec(stmt)).all()
@@ -208,7 +209,20 @@ async def service_recovery(
     resolved_at = col(Complaint.resolved_at)
     start_at = func.coalesce(resolved_at, col(Complaint.created_at))
     horizon = shifted(dialect, start_at, COME_BACK)
-    message = aliased(Interaction)
+
+    def wrote(kind: InteractionKind) -> Any:
+        # One probe per kind: an exact range of the (customer, kind, time, direction) index,
+        # read from the index alone (with "kind IN (...)" PostgreSQL walked the customer's
+        # whole timeline of those 30 days and read every row for its direction).
+        message = aliased(Interaction)
+        return exists().where(
+            col(message.customer_id) == col(Complaint.customer_id),
+            col(message.kind) == kind,
+            col(message.occurred_at) > start_at,
+            col(message.occurred_at) <= horizon,
+            col(message.direction) == Direction.inbound,
+        )
+
     came_back = or_(
         exists().where(
             col(Purchase.customer_id) == col(Complaint.customer_id),
@@ -216,13 +230,8 @@ async def service_recovery(
             col(Purchase.purchased_at) <= horizon,
             col(Purchase.amount_minor) > 0,
         ),
-        exists().where(
-            col(message.customer_id) == col(Complaint.customer_id),
-            col(message.kind).in_((InteractionKind.message, InteractionKind.command)),
-            col(message.direction) == Direction.inbound,
-            col(message.occurred_at) > start_at,
-            col(message.occurred_at) <= horizon,
-        ),
+        wrote(InteractionKind.message),
+        wrote(InteractionKind.command),
     )
     is_resolved = resolved_at.is_not(None)
     stmt = select(
@@ -238,6 +247,7 @@ async def service_recovery(
         start_at <= literal(now - COME_BACK, UTCDateTime),
     )
     async with unit_of_work(session):
+        await without_jit(session)
         resolved, resolved_back, other, other_back = (await session.exec(stmt)).one()  # type: ignore[call-overload]
     return ServiceRecovery(
         window=window,

@@ -30,7 +30,8 @@ from crm_core.models import (
 )
 from crm_core.periods import Window
 from crm_core.services._sql import unit_of_work
-from crm_core.services.analytics import _breached, _filed_in, _requested_in, helpful_flag
+from crm_core.services.analytics import _breached, _filed_in, _requested_in
+from crm_core.services.interaction_hours import helpful_flag
 
 COMPLAINT_FIGURES = ("opened", "resolved", "open", "sla_breached", "reopened")
 HANDOFF_FIGURES = ("handoffs_requested", "handoffs_unclaimed", "csat_low")

@@ -11,18 +11,16 @@ must not execute on a supervisor's machine.
 import csv
 import io
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, TextIO
 
-from sqlalchemy import and_, select
+from sqlalchemy import String, and_, case, func, literal, select, type_coerce
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crm_core.clock import as_utc
 from crm_core.models import ActorType, Agent, Complaint, ComplaintEvent, Customer, Handoff
 from crm_core.periods import Window
-from crm_core.services._figures import dialect_name, seconds_between
+from crm_core.services._figures import dialect_name, seconds_between, without_jit
 from crm_core.services._sql import unit_of_work
 
 COMPLAINT_COLUMNS = (
@@ -75,16 +73,6 @@ _TEXT_COLUMNS = frozenset(
 )
 
 
-def _cell(name: str, value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return as_utc(value).isoformat()
-    if name in _TEXT_COLUMNS and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 def _writer(out: TextIO, columns: Sequence[str]) -> Any:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
@@ -95,30 +83,31 @@ async def export_complaints_csv(*, session: AsyncSession, window: Window, out: T
     """Write the complaints filed in ``window`` with their events; returns the rows written
     (without the header)."""
     assignee, actor = aliased(Agent), aliased(Agent)
+    iso = _iso_text(dialect_name(session))
     stmt = (
         select(
             col(Complaint.reference),
             col(Complaint.id),
             col(Complaint.customer_id),
             col(Customer.name),
-            col(Complaint.category),
-            col(Complaint.severity),
-            col(Complaint.status),
+            _raw(col(Complaint.category)),
+            _raw(col(Complaint.severity)),
+            _raw(col(Complaint.status)),
             col(assignee.display_name),
-            col(Complaint.created_at),
-            col(Complaint.sla_due_at),
-            col(Complaint.first_response_at),
-            col(Complaint.resolved_at),
-            col(Complaint.closed_at),
+            iso(col(Complaint.created_at)),
+            iso(col(Complaint.sla_due_at)),
+            iso(col(Complaint.first_response_at)),
+            iso(col(Complaint.resolved_at)),
+            iso(col(Complaint.closed_at)),
             col(Complaint.reopen_count),
             col(Complaint.description),
             col(ComplaintEvent.id),
-            col(ComplaintEvent.created_at),
+            iso(col(ComplaintEvent.created_at)),
             col(ComplaintEvent.action),
-            col(ComplaintEvent.actor_type),
+            _raw(col(ComplaintEvent.actor_type)),
             col(actor.display_name),
-            col(ComplaintEvent.from_status),
-            col(ComplaintEvent.to_status),
+            _raw(col(ComplaintEvent.from_status)),
+            _raw(col(ComplaintEvent.to_status)),
             col(ComplaintEvent.note),
         )
         .outerjoin(Customer, col(Customer.id) == col(Complaint.customer_id))
@@ -135,34 +124,25 @@ async def export_complaints_csv(*, session: AsyncSession, window: Window, out: T
         .where(col(Complaint.created_at) >= window.start, col(Complaint.created_at) < window.end)
         .order_by(col(Complaint.created_at), col(Complaint.id), col(ComplaintEvent.id))
     )
-    return await _stream(session, stmt, out, COMPLAINT_COLUMNS, _complaint_row)
-
-
-_ENUM_CELLS = (4, 5, 6, 18, 20, 21)  # category, severity, status, actor type, from, to
-
-
-def _complaint_row(row: Sequence[Any]) -> list[Any]:
-    values = list(row)
-    for i in _ENUM_CELLS:
-        values[i] = str(values[i]) if values[i] is not None else None
-    return values
+    return await _stream(session, stmt, out, COMPLAINT_COLUMNS, list)
 
 
 async def export_conversations_csv(*, session: AsyncSession, window: Window, out: TextIO) -> int:
     """Write the handoffs requested in ``window``, one row each; returns the rows written."""
     dialect = dialect_name(session)
+    iso = _iso_text(dialect)
     stmt = (
         select(
             col(Handoff.id),
             col(Handoff.customer_id),
             col(Customer.name),
             col(Complaint.reference),
-            col(Handoff.status),
+            _raw(col(Handoff.status)),
             col(Agent.display_name),
-            col(Handoff.requested_at),
-            col(Handoff.claimed_at),
-            col(Handoff.first_agent_reply_at),
-            col(Handoff.closed_at),
+            iso(col(Handoff.requested_at)),
+            iso(col(Handoff.claimed_at)),
+            iso(col(Handoff.first_agent_reply_at)),
+            iso(col(Handoff.closed_at)),
             seconds_between(dialect, col(Handoff.requested_at), col(Handoff.claimed_at)),
             col(Handoff.csat_score),
             col(Handoff.csat_comment),
@@ -180,26 +160,67 @@ async def export_conversations_csv(*, session: AsyncSession, window: Window, out
 
 def _conversation_row(row: Sequence[Any]) -> list[Any]:
     values = list(row)
-    values[4] = str(values[4])
     if values[10] is not None:
         values[10] = round(float(values[10]), 3)
     return values
+
+
+def _raw(column: Any) -> Any:
+    """The column's stored text (an enum's value), without turning it into an object first."""
+    return type_coerce(column, String)
+
+
+def _iso_text(dialect: str) -> Any:
+    """SQL for a timestamp column as the text ``datetime.isoformat`` gives for it in UTC
+    (``2026-03-02T09:00:00+00:00``, microseconds only when there are any), NULL for NULL:
+    formatted by the database rather than parsed into Python objects and formatted back, a
+    third of an export's time."""
+
+    def postgres(column: Any) -> Any:
+        utc = func.timezone("UTC", column)
+        micro = func.to_char(utc, "US")
+        fraction = case((micro == "000000", ""), else_=literal(".").op("||")(micro))
+        text = func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS').op("||")(fraction)
+        return type_coerce(text.op("||")(literal("+00:00")), String)
+
+    def sqlite(column: Any) -> Any:
+        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, always six fractional digits).
+        stored = type_coerce(column, String)
+        micro = func.substr(stored, 21, 6)
+        fraction = case((micro == "000000", ""), else_=func.substr(stored, 20, 7))
+        text = func.substr(stored, 1, 10).op("||")(literal("T"))
+        text = text.op("||")(func.substr(stored, 12, 8)).op("||")(fraction)
+        return type_coerce(text.op("||")(literal("+00:00")), String)
+
+    return postgres if dialect == "postgresql" else sqlite
+
+
+def _defuse(value: Any) -> Any:
+    if value.__class__ is str and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 async def _stream(
     session: AsyncSession, stmt: Any, out: TextIO, columns: Sequence[str], shape: Any
 ) -> int:
     writer = _writer(out, columns)
+    # Timestamps and enums come as text from the database and csv writes None as an empty
+    # cell: only free text needs a look, for cells a spreadsheet would run as formulas.
+    free_text = [i for i, name in enumerate(columns) if name in _TEXT_COLUMNS]
     written = 0
     async with unit_of_work(session):
+        await without_jit(session)
         # In batches: one driver round trip per row (aiosqlite hops threads each time) would
         # cost more than the query itself.
         connection = await session.connection()  # Core rows: no ORM loading per row
         result = await connection.stream(stmt.execution_options(yield_per=BATCH))
         async for batch in result.partitions():
-            for row in batch:
-                cells = shape(row)
-                writer.writerow([_cell(n, value) for n, value in zip(columns, cells, strict=True)])
+            rows = [shape(row) for row in batch]
+            for values in rows:
+                for i in free_text:
+                    values[i] = _defuse(values[i])
+            writer.writerows(rows)
             written += len(batch)
     return written
 

@@ -1,6 +1,7 @@
 """The analytics refreshes the sweeper runs (at most every ``REFRESH_EVERY`` per process): the
-verified-resolution outcomes of bot answers and the RFM snapshot behind /segments, /mvc and
-/churn. Without them the figures are still right, only slower to compute.
+verified-resolution outcomes of bot answers, the hourly timeline counts behind the bot figures
+of /stats and its chart, and the RFM snapshot behind /segments, /mvc and /churn. Without them
+the figures are still right, only slower to compute.
 
 And the retention sweep (``DESKBOT_RETENTION_DAYS``): as often, or at every sweep while old rows
 are left (a backlog is worked off ``RETENTION_BATCHES_PER_SWEEP`` batches at a time, so one
@@ -12,6 +13,7 @@ import logging
 import time
 
 from crm_core.services.analytics import refresh_bot_outcomes
+from crm_core.services.interaction_hours import refresh_interaction_hours
 from crm_core.services.retention import RetentionMode, apply_retention, retention_cutoff
 from crm_core.services.segments import refresh_rfm_snapshot
 from handlers.core.context import DeskContext
@@ -36,6 +38,9 @@ async def sweep_analytics(context: DeskContext) -> None:
     if _due("bot_outcomes"):
         recorded = await refresh_bot_outcomes(session=context.session)
         log.info("analytics: %s bot answer outcome(s) recorded", recorded)
+    if _due("interaction_hours"):
+        rows = await refresh_interaction_hours(session=context.session)
+        log.info("analytics: %s hourly timeline count(s) rolled up", rows)
     if _due("rfm_snapshot"):
         await refresh_rfm_snapshot(session=context.session)
 
