@@ -10,13 +10,13 @@ for the webhook) to its answer reaching the fake; CPU and RSS are the bot proces
 
 Commands (one each; ``--json`` prints the figures as JSON instead of tables):
 
-    python bench/bench_e2e.py self-service [--customers 1000] [--questions 2]
+    python bench/bench_e2e.py self-service [--customers 1000] [--questions 1]
                               [--paced-seconds 20] [--db sqlite|postgres|both]
-    python bench/bench_e2e.py relay [--handoffs 200] [--messages 5] [--db ...]
-    python bench/bench_e2e.py webhook [--customers 500] [--updates 4000] [--connections 40]
+    python bench/bench_e2e.py relay [--handoffs 200] [--messages 2] [--db ...]
+    python bench/bench_e2e.py webhook [--customers 500] [--updates 1000] [--connections 40]
                               [--redeliver 0.05]             (two instances, PostgreSQL)
     python bench/bench_e2e.py memory [--customers 100000] [--window 100] [--db sqlite]
-    python bench/bench_e2e.py burst [--updates 5000] [--db ...]
+    python bench/bench_e2e.py burst [--updates 5000] [--db sqlite|postgres|both]
 
 - **self-service**: K customers each ask M knowledge-base questions, all queued at once: the
   maximum throughput (answers/s) and latency, deskbot on each database and the echo bot; then
@@ -291,11 +291,13 @@ async def relay_run(
             phase = await profiled(
                 proc.pid, profile, f"relay-{db}", lambda: offer(fake, recorder, load, how)
             )
-            directions = dict(recorder.by_direction)
-    return row(
-        kind, db, f"{args.handoffs} handoffs", phase,
-        to_group=directions.get("to group", 0), to_customer=directions.get("to customer", 0),
-    )  # fmt: skip
+            directions = {k: sorted(v) for k, v in recorder.by_direction.items()}
+    per_direction = {}
+    for name, key in (("to group", "to_group"), ("to customer", "to_customer")):
+        lat = directions.get(name, [])
+        per_direction[key] = len(lat)
+        per_direction[f"{key}_p99_ms"] = round(percentile(lat, 0.99) * 1000, 1)
+    return row(kind, db, f"{args.handoffs} handoffs", phase, **per_direction)
 
 
 async def relay(args: argparse.Namespace) -> dict[str, Any]:
@@ -547,17 +549,17 @@ def parser() -> argparse.ArgumentParser:
     dbs = ["sqlite", "postgres", "both"]
     p = sub.add_parser("self-service", parents=[common])
     p.add_argument("--customers", type=int, default=1000)
-    p.add_argument("--questions", type=int, default=2)
+    p.add_argument("--questions", type=int, default=1)
     p.add_argument("--paced-seconds", type=float, default=20.0)
     p.add_argument("--db", choices=dbs, default="both")
     p = sub.add_parser("relay", parents=[common])
     p.add_argument("--handoffs", type=int, default=200)
     p.add_argument("--agents", type=int, default=20)
-    p.add_argument("--messages", type=int, default=5, help="each customer's and agent's")
+    p.add_argument("--messages", type=int, default=2, help="each customer's and agent's")
     p.add_argument("--db", choices=dbs, default="both")
     p = sub.add_parser("webhook", parents=[common])
     p.add_argument("--customers", type=int, default=500)
-    p.add_argument("--updates", type=int, default=4000)
+    p.add_argument("--updates", type=int, default=1000)
     p.add_argument("--connections", type=int, default=40)
     p.add_argument("--redeliver", type=float, default=0.05, help="share posted to both")
     p = sub.add_parser("memory", parents=[common])
@@ -566,7 +568,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     p = sub.add_parser("burst", parents=[common])
     p.add_argument("--updates", type=int, default=5000)
-    p.add_argument("--db", choices=dbs, default="both")
+    p.add_argument("--db", choices=dbs, default="sqlite")
     return parser
 
 

@@ -192,7 +192,7 @@ class Recorder:
     def __init__(self, fake: FakeBotAPI) -> None:
         self.waiting: dict[int | str, deque[float]] = defaultdict(deque)
         self.latencies: list[float] = []
-        self.by_direction: Counter[str] = Counter()
+        self.by_direction: dict[str, list[float]] = defaultdict(list)  # latencies
         self.replies = 0
         self.last_reply = 0.0
         self.expected = 0
@@ -223,8 +223,9 @@ class Recorder:
             queue = self.waiting.get(key)
             if queue:
                 now = time.perf_counter()
-                self.latencies.append(now - queue.popleft())
-                self.by_direction["to group" if chat < 0 else "to customer"] += 1
+                latency = now - queue.popleft()
+                self.latencies.append(latency)
+                self.by_direction["to group" if chat < 0 else "to customer"].append(latency)
                 self.replies += 1
                 self.last_reply = now
                 self.answered.set()
