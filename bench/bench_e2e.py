@@ -34,7 +34,7 @@ Commands (one each; ``--json`` prints the figures as JSON instead of tables):
 
 ``--profile DIR`` records the deskbot process with py-spy (``pip install -e ".[bench]"``)
 during the timed load and prints the top costs. Fixed seeds; the SQLite file and the PostgreSQL
-database (``deskbot_bench_e2e``) are removed afterwards.
+database (``deskbot_bench_e2e_<pid>``) are removed afterwards.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ from tests.fakes.bot_api import FakeBotAPI, FakeChat, FakeUser
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 13
-BENCH_PG_DATABASE = "deskbot_bench_e2e"
+# Per run: another checkout running this bench at the same time must not drop our database.
+BENCH_PG_DATABASE = f"deskbot_bench_e2e_{os.getpid()}"
 DEFAULT_PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -320,7 +321,7 @@ async def pg_database(admin_url: str, *, drop_only: bool = False) -> str:
 
 @asynccontextmanager
 async def bench_database(db: str, admin_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database (SQLite file or ``deskbot_bench_e2e``), removed afterwards."""
+    """A fresh, migrated database (SQLite file or ``deskbot_bench_e2e_<pid>``), dropped after."""
     tmp = tempfile.mkdtemp(prefix="deskbot-bench-")
     try:
         if db == "sqlite":
