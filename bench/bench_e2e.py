@@ -1,28 +1,40 @@
-"""End-to-end benchmark of the self-service path through the real stack, against a bare PTB
-echo bot in the same run (not run by CI).
+"""End-to-end benchmarks of deskbot through the real stack, against a bare PTB echo bot in the
+same run (not run by CI).
 
-Each bot runs in its own process (``bench/e2e_bot.py``: PTB's ``run_polling``, the real HTTP
-stack) against the strict fake Bot API (``tests/fakes/bot_api.py``) served from this process.
-K customers each send M questions taken from the sample knowledge base's own phrasings (so
-that the knowledge base answers each with one article); all K x M updates are queued at
-once (a burst), as Telegram would hold them for a bot that polls. Measured per bot:
+Each bot runs in its own process (``bench/e2e_bot.py``): deskbot as ``deskbot run`` runs it
+(``bot.runtime.serve``: the durable inbox, its getUpdates loop or webhook server, the inbox
+workers, the real PTB HTTP stack, CRM logging, an agents' forum group), the echo bot as PTB's
+``run_polling``; both against the strict fake Bot API (``bot/emulator.py``) served from this
+process, with Telegram's limits off. Latency runs from an update being available (or posted,
+for the webhook) to its answer reaching the fake; CPU and RSS are the bot process's own.
 
-- replies/s from the first update queued to the last reply received;
-- latency of each question, from its update being available to its reply reaching the fake
-  (p50, p99, max);
-- the bot process's CPU seconds (``/proc/<pid>/stat``) during the burst, per message;
-- the bot process's RSS after start and after the burst.
+Commands (one each; ``--json`` prints the figures as JSON instead of tables):
 
-Commands (one each; ``--json`` prints the figures as JSON instead of a table):
+    python bench/bench_e2e.py self-service [--customers 1000] [--questions 1]
+                              [--paced-seconds 20] [--db sqlite|postgres|both]
+    python bench/bench_e2e.py relay [--handoffs 200] [--messages 2] [--db ...]
+    python bench/bench_e2e.py webhook [--customers 500] [--updates 1000] [--connections 40]
+                              [--redeliver 0.05]             (two instances, PostgreSQL)
+    python bench/bench_e2e.py memory [--customers 100000] [--window 100] [--db sqlite]
+    python bench/bench_e2e.py burst [--updates 5000] [--db sqlite|postgres|both]
 
-    python bench/bench_e2e.py self-service [--customers 50] [--questions 10]
-                              [--db sqlite|postgres|both] [--profile DIR]
-    python bench/bench_e2e.py burst [--updates 5000]      (500 customers x 10 questions)
-    python bench/bench_e2e.py memory [--customers 100000]  (each asks once: RSS growth)
+- **self-service**: K customers each ask M knowledge-base questions, all queued at once: the
+  maximum throughput (answers/s) and latency, deskbot on each database and the echo bot; then
+  deskbot again at half its own maximum, at a steady rate, for ``--paced-seconds``: p50/p99.
+- **relay**: H handoffs opened and claimed first (not timed), then each customer and the agent
+  of each handoff write M messages, all at once: relayed messages/s both ways, latency from
+  sent to delivered in the other chat; the same messages to the echo bot (in the same chats).
+- **webhook**: two deskbot processes in webhook mode on one PostgreSQL database; the fake
+  posts each update to one of them (seeded random choice, ``--connections`` at once, as
+  Telegram does) and a share of them again to the other one (a redelivery): updates/s, time
+  to acknowledge, and, counted in the CRM, each update logged and answered exactly once.
+- **memory**: N distinct customers send one message each, at most ``--window`` unanswered at a
+  time (nothing queues up, so growth is what is kept per customer): the bot's RSS, sampled.
+- **burst**: U updates (U/10 customers x 10 questions) queued at once and drained.
 
-``--profile DIR`` records the deskbot process with py-spy during the burst (a flame graph
-and the collapsed stacks in DIR) and prints the top costs. Fixed seeds; the SQLite file and
-the PostgreSQL database (``deskbot_bench_e2e``) are removed afterwards.
+``--profile DIR`` records the deskbot process with py-spy (``pip install -e ".[bench]"``)
+during the timed load and prints the top costs. Fixed seeds; the SQLite file and the PostgreSQL
+database (``deskbot_bench_e2e_<pid>``) are removed afterwards.
 """
 
 from __future__ import annotations
@@ -30,434 +42,569 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
-import shutil
-import signal
-import statistics
-import subprocess
+import socket
 import sys
-import tempfile
 import time
-from collections import Counter, defaultdict, deque
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel import SQLModel
+from bench.e2e_bot import WEBHOOK_SECRET
+from bench.e2e_harness import (
+    DEFAULT_PG_ADMIN,
+    SEED,
+    Msg,
+    Offer,
+    Phase,
+    Recorder,
+    bench_database,
+    customers,
+    desk_world,
+    inbound_logged,
+    offer,
+    percentile,
+    print_profiles,
+    proc_rss_mb,
+    profile_report,
+    questions_plan,
+    ratio,
+    running_bot,
+    scalar_rows,
+    start_profiler,
+    stop_profiler,
+    table,
+)
+from tests.fakes.bot_api import FakeBotAPI, FakeChat, FakeUser, StoredMessage
 
-import crm_core.models  # noqa: F401  (the tables for create_all)
-from crm_core.db import create_engine
-from knowledge_base.holder import KnowledgeBaseHolder
-from knowledge_base.models import Verdict
-from tests.fakes.bot_api import FakeBotAPI, FakeUser
+P99_TARGET_MS = 100.0
+RATIO_TARGET = 0.6
 
-ROOT = Path(__file__).resolve().parent.parent
-SEED = 13
-BENCH_PG_DATABASE = "deskbot_bench_e2e"
-DEFAULT_PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-FIRST_USER_ID = 700_000_000
-# deskbot runs with an agents' forum group, as a desk does (the relay checks it per message).
-AGENTS_GROUP = -1001000000777
+
+def dbs_of(args: argparse.Namespace) -> list[str]:
+    return ["sqlite", "postgres"] if args.db == "both" else [args.db]
+
+
+def row(bot: str, db: str, load: str, phase: Phase, **extra: Any) -> dict[str, Any]:
+    return {"bot": bot, "db": db, "load": load, **asdict(phase), **extra}
+
+
+async def profiled(
+    pid: int, profile: Path | None, label: str, work: Callable[[], Awaitable[Phase]]
+) -> Phase:
+    profiler = start_profiler(pid, profile, label) if profile is not None else None
+    if profiler is not None:
+        await asyncio.sleep(0.5)
+    try:
+        return await work()
+    finally:
+        await stop_profiler(profiler)
 
 
 # --------------------------------------------------------------------------------------------
-# The load
+# self-service and burst: knowledge-base questions
 # --------------------------------------------------------------------------------------------
 
 
-def answered_questions() -> list[str]:
-    """The sample knowledge base's phrasings that it answers with their own article."""
-    holder, _problems = KnowledgeBaseHolder.load()
-    questions = []
-    for article in holder.kb.articles:
-        for question in article.questions:
-            result = holder.kb.search(question)
-            best = result.best if result.verdict is Verdict.ANSWER else None
-            if best is not None and best.article.id == article.id:
-                questions.append(question)
-    return questions
-
-
-def plan(customers: int, questions: int) -> list[tuple[int, str]]:
-    """(user id, text) in the order queued: round by round, each customer once a round."""
-    rng = random.Random(SEED)
-    pool = answered_questions()
-    asked = {c: [rng.choice(pool) for _ in range(questions)] for c in range(customers)}
-    return [
-        (FIRST_USER_ID + c, asked[c][round_])
-        for round_ in range(questions)
-        for c in range(customers)
-    ]
-
-
-# --------------------------------------------------------------------------------------------
-# The bot process
-# --------------------------------------------------------------------------------------------
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def proc_rss_mb(pid: int) -> float:
-    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    return pages * PAGE / 1e6
-
-
-@dataclass
-class Result:
-    bot: str
-    db: str
-    messages: int
-    replies: int
-    seconds: float
-    replies_per_s: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    cpu_ms_per_message: float
-    rss_start_mb: float
-    rss_end_mb: float
-
-
-class Recorder:
-    """Wraps the fake's sendMessage to timestamp each reply (per chat, in order)."""
-
-    def __init__(self, fake: FakeBotAPI) -> None:
-        self.fake = fake
-        self.pushed: dict[int, deque[float]] = defaultdict(deque)
-        self.latencies: list[float] = []
-        self.replies = 0
-        self.last_reply = 0.0
-        self.done = asyncio.Event()
-        self.expected = 0
-        original = fake._api_sendMessage
-
-        async def send_message(params: dict[str, Any], uploads: Any) -> dict[str, Any]:
-            result = await original(params, uploads)
-            now = time.perf_counter()
-            queue = self.pushed.get(int(params["chat_id"]))
-            if queue:
-                self.latencies.append(now - queue.popleft())
-                self.replies += 1
-                self.last_reply = now
-                if self.replies >= self.expected:
-                    self.done.set()
-            return result
-
-        fake._api_sendMessage = send_message  # type: ignore[method-assign]
-
-
-async def start_bot(
-    kind: str, fake: FakeBotAPI, database_url: str | None
-) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, str(ROOT / "bench" / "e2e_bot.py"), kind]
-    cmd += ["--api-url", fake.api_url, "--token", fake.token]
-    if database_url:
-        cmd += ["--database-url", database_url, "--agent-chat-id", str(AGENTS_GROUP)]
-    proc = subprocess.Popen(cmd, cwd=ROOT)  # noqa: ASYNC220 (returns at once)
-    # Ready when it long-polls (getUpdates after start-up) and its RSS stops moving.
-    deadline = time.monotonic() + 60
-    while not any(r.method == "getUpdates" for r in fake.requests):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{kind} bot did not start (exit {proc.returncode})")
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)
-    return proc
-
-
-async def stop_bot(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    for _ in range(200):
-        if proc.poll() is not None:
-            return
-        await asyncio.sleep(0.05)
-    proc.kill()
-    proc.wait()
-
-
-def start_profiler(pid: int, out_dir: Path, label: str) -> subprocess.Popen[bytes] | None:
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(py_spy).exists():
-        print("py-spy not found (pip install py-spy): no profile", file=sys.stderr)
-        return None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--gil"]
-    cmd += ["-o", str(out_dir / f"{label}.txt"), "--nonblocking"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
-    if profiler is None:
-        return
-    profiler.send_signal(signal.SIGINT)
-    for _ in range(200):
-        if profiler.poll() is not None:
-            return
-        await asyncio.sleep(0.05)
-    profiler.kill()
-
-
-async def run_burst(
-    kind: str, db: str, database_url: str | None, load: list[tuple[int, str]], profile: Path | None
-) -> Result:
+async def questions_run(
+    kind: str,
+    db: str,
+    url: str | None,
+    users: Sequence[FakeUser],
+    load: Sequence[Msg],
+    *,
+    paced: Sequence[Msg] = (),
+    paced_seconds: float = 0.0,
+    profile: Path | None = None,
+    runtime: str = "inbox",
+) -> list[dict[str, Any]]:
+    """The burst, then (with ``paced``) half the burst's rate for ``paced_seconds``."""
+    rows = []
     async with FakeBotAPI() as fake:
-        users = {uid: FakeUser(id=uid, first_name=f"C{uid % 100000}") for uid, _ in load}
-        for user in users.values():
-            fake.private_chat(user)
-        fake.add_group(AGENTS_GROUP, "Agents", forum=True)
+        desk_world(fake, users)
         recorder = Recorder(fake)
-        recorder.expected = len(load)
-        proc = await start_bot(kind, fake, database_url)
-        profiler = None
-        try:
+        async with running_bot(kind, fake, url, runtime=runtime) as proc:
             rss_start = proc_rss_mb(proc.pid)
-            if profile is not None and kind == "desk":
-                profiler = start_profiler(proc.pid, profile, f"{db}")
-                await asyncio.sleep(0.5)
-            cpu_start = proc_cpu_seconds(proc.pid)
-            start = time.perf_counter()
-            for uid, question in load:
-                recorder.pushed[uid].append(time.perf_counter())
-                fake.push_message(users[uid], question)
-            timeout = max(60.0, len(load) / 5)
-            try:
-                await asyncio.wait_for(recorder.done.wait(), timeout)
-            except TimeoutError:
-                print(f"{kind}: only {recorder.replies}/{len(load)} replies", file=sys.stderr)
-            cpu = proc_cpu_seconds(proc.pid) - cpu_start
-            rss_end = proc_rss_mb(proc.pid)
-            await stop_profiler(profiler)
-        finally:
-            await stop_bot(proc)
-    seconds = recorder.last_reply - start
-    lat = sorted(recorder.latencies) or [0.0]
-    return Result(
-        bot=kind,
-        db=db,
-        messages=len(load),
-        replies=recorder.replies,
-        seconds=round(seconds, 2),
-        replies_per_s=round(recorder.replies / seconds, 1) if seconds > 0 else 0.0,
-        p50_ms=round(statistics.median(lat) * 1000, 1),
-        p99_ms=round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 1),
-        max_ms=round(lat[-1] * 1000, 1),
-        cpu_ms_per_message=round(cpu * 1000 / max(1, recorder.replies), 2),
-        rss_start_mb=round(rss_start, 1),
-        rss_end_mb=round(rss_end, 1),
+            how = Offer(pids=[proc.pid])
+            burst = await profiled(proc.pid, profile, db, lambda: offer(fake, recorder, load, how))
+            rss = {
+                "rss_start_mb": round(rss_start, 1),
+                "rss_end_mb": round(proc_rss_mb(proc.pid), 1),
+            }
+            rows.append(row(kind, db, "burst", burst, **rss))
+            if paced and burst.replies_per_s:
+                rate = burst.replies_per_s / 2
+                count = min(len(paced), max(1, int(rate * paced_seconds)))
+                steady = Offer(rate=rate, pids=[proc.pid])
+                phase = await offer(fake, recorder, paced[:count], steady)
+                rss = {
+                    "rss_start_mb": rss["rss_end_mb"],
+                    "rss_end_mb": round(proc_rss_mb(proc.pid), 1),
+                }
+                rows.append(row(kind, db, "half max", phase, **rss))
+    return rows
+
+
+async def questions_bench(
+    args: argparse.Namespace, users: Sequence[FakeUser], rounds: int, paced_seconds: float
+) -> dict[str, Any]:
+    load = questions_plan(users, rounds)
+    paced_rounds = max(1, math.ceil(2000 / len(users)))  # enough for any half-max rate
+    paced = questions_plan(users, paced_rounds, seed=SEED + 1) if paced_seconds else []
+    profile = Path(args.profile) if args.profile else None
+    rows = await questions_run("echo", "-", None, users, load)
+    for db in dbs_of(args):
+        async with bench_database(db, args.postgres) as url:
+            rows += await questions_run(
+                "desk", db, url, users, load, paced=paced, paced_seconds=paced_seconds,
+                profile=profile, runtime=args.runtime,
+            )  # fmt: skip
+    echo = rows[0]
+    ratios = {
+        r["db"]: {
+            "replies_per_s": ratio(r["replies_per_s"], echo["replies_per_s"]),
+            "p99": ratio(r["p99_ms"], echo["p99_ms"]),
+            "cpu_per_message": ratio(r["cpu_ms_per_message"], echo["cpu_ms_per_message"]),
+        }
+        for r in rows
+        if r["bot"] == "desk" and r["load"] == "burst"
+    }
+    targets = {}
+    if paced_seconds:
+        for r in rows:
+            if r["bot"] == "desk" and r["load"] == "half max":
+                targets[r["db"]] = {
+                    f"ratio >= {RATIO_TARGET}": (ratios[r["db"]]["replies_per_s"] or 0)
+                    >= RATIO_TARGET,
+                    f"p99 at half max <= {P99_TARGET_MS:g} ms": r["p99_ms"] <= P99_TARGET_MS,
+                }
+    return {
+        "results": rows,
+        "ratio_to_echo": ratios,
+        "targets": targets,
+        "profile": profile_report(profile, dbs_of(args)) if profile else {},
+    }
+
+
+async def self_service(args: argparse.Namespace) -> dict[str, Any]:
+    return await questions_bench(
+        args, customers(args.customers), args.questions, args.paced_seconds
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Databases
-# --------------------------------------------------------------------------------------------
-
-
-async def fresh_schema(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
-    finally:
-        await engine.dispose()
-
-
-async def pg_database(admin_url: str, *, drop_only: bool = False) -> str:
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{BENCH_PG_DATABASE}" WITH (FORCE)'))
-            if not drop_only:
-                await conn.execute(text(f'CREATE DATABASE "{BENCH_PG_DATABASE}"'))
-    finally:
-        await admin.dispose()
-    return make_url(admin_url).set(database=BENCH_PG_DATABASE).render_as_string(hide_password=False)
+async def burst(args: argparse.Namespace) -> dict[str, Any]:
+    return await questions_bench(args, customers(max(1, args.updates // 10)), 10, 0.0)
 
 
 # --------------------------------------------------------------------------------------------
-# Profile summary
+# relay: open, claimed handoffs; customers and agents write at once
 # --------------------------------------------------------------------------------------------
 
-# (label, substring of a frame) in priority order: a sample counts for the first that matches.
-COST_CENTRES = [
-    ("knowledge-base search", "knowledge_base/"),
-    ("template rendering (Jinja2)", "jinja2/"),
-    ("SQLAlchemy ORM/Core", "sqlalchemy/"),
-    ("DB driver (aiosqlite/asyncpg/sqlite3)", "aiosqlite/"),
-    ("DB driver (aiosqlite/asyncpg/sqlite3)", "asyncpg/"),
-    ("pydantic / SQLModel", "pydantic"),
-    ("pydantic / SQLModel", "sqlmodel/"),
-    ("PTB request/response (httpx, JSON)", "httpx"),
-    ("PTB request/response (httpx, JSON)", "httpcore"),
-    ("PTB objects (de_json/to_dict)", "telegram/_"),
-    ("PTB application/dispatch", "telegram/ext/"),
-    ("logging", "logging/"),
-    ("asyncio event loop", "asyncio/"),
-]
+
+async def wait_count(
+    fake: FakeBotAPI, since: int, wanted: Callable[[StoredMessage], bool], count: int
+) -> list[StoredMessage]:
+    deadline = time.monotonic() + max(60.0, count / 2)
+    while True:
+        found = [m for m in fake.messages[since:] if m.from_bot and wanted(m)]
+        if len(found) >= count or time.monotonic() > deadline:
+            if len(found) < count:
+                raise RuntimeError(f"set-up: only {len(found)}/{count} messages")
+            return found
+        await asyncio.sleep(0.2)
 
 
-def summarize_profile(path: Path, top: int = 12) -> list[tuple[str, float]]:
-    """Shares of the on-CPU samples by cost centre (first match from the leaf up wins)."""
-    if not path.exists():
-        return []
-    counts: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not n.isdigit():
-            continue
-        frames = stack.split(";")
-        count = int(n)
-        total += count
-        label = "other"
-        for frame in reversed(frames):  # leaf first
-            hit = next((name for name, needle in COST_CENTRES if needle in frame), None)
-            if hit is not None:
-                label = hit
-                break
-        counts[label] += count
-    if not total:
-        return []
-    return [(label, round(100 * c / total, 1)) for label, c in counts.most_common(top)]
+async def open_claimed_handoffs(
+    fake: FakeBotAPI, group: FakeChat, users: Sequence[FakeUser], agents: Sequence[FakeUser]
+) -> dict[int, int]:
+    """Each customer asks for a person, an agent claims the card: user id -> topic id."""
+    since = len(fake.messages)
+    for user in users:
+        fake.push_message(user, "/human")
+    cards = await wait_count(
+        fake, since, lambda m: m.chat_id == group.id and "Handoff H-" in m.text, len(users)
+    )
+    topic_of: dict[int, int] = {}
+    by_name = {u.first_name: u for u in users}
+    since = len(fake.messages)
+    for n, card in enumerate(cards):
+        assert card.thread_id is not None
+        name = group.topics[card.thread_id].name.split(" ·")[0]
+        topic_of[by_name[name].id] = card.thread_id
+        fake.press(agents[n % len(agents)], card, "Claim")
+    await wait_count(fake, since, lambda m: "took this conversation" in m.text, len(users))
+    await asyncio.sleep(1.0)  # the last claims' commits
+    return topic_of
 
 
-def summarize_functions(path: Path, top: int = 15) -> list[tuple[str, float]]:
-    """Inclusive share of our own functions (handlers/, crm_core/, bot/) in the samples."""
-    if not path.exists():
-        return []
-    counts: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not n.isdigit():
-            continue
-        total += int(n)
-        seen = set()
-        for frame in stack.split(";"):
-            if any(p in frame for p in ("handlers/", "crm_core/", "bot/app.py", "knowledge_base/")):
-                name = frame.split(" (")[0] + " " + frame.split("/")[-1].split(":")[0].rstrip(")")
-                if name not in seen:
-                    seen.add(name)
-                    counts[name] += int(n)
-    if not total:
-        return []
-    return [(name, round(100 * c / total, 1)) for name, c in counts.most_common(top)]
+def relay_plan(
+    users: Sequence[FakeUser],
+    agents: Sequence[FakeUser],
+    group: FakeChat,
+    topic_of: dict[int, int],
+    rounds: int,
+) -> list[Msg]:
+    """Round by round: each customer writes once in their chat, their agent once in the topic."""
+    load, token = [], 0
+    for round_ in range(rounds):
+        for n, user in enumerate(users):
+            token += 1
+            load.append(Msg(user, f"customer line {round_} tok{token}", f"tok{token}"))
+            token += 1
+            agent = agents[n % len(agents)]
+            load.append(
+                Msg(
+                    agent,
+                    f"agent line {round_} tok{token}",
+                    f"tok{token}",
+                    group,
+                    topic_of[user.id],
+                )
+            )
+    return load
+
+
+async def relay_run(
+    kind: str, db: str, url: str | None, args: argparse.Namespace, profile: Path | None
+) -> dict[str, Any]:
+    users = customers(args.handoffs)
+    agents = [FakeUser(id=600_000_000 + n, first_name=f"Agent{n}") for n in range(args.agents)]
+    async with FakeBotAPI() as fake:
+        group = desk_world(fake, [*users, *agents])
+        for agent in agents:
+            fake.set_member(group.id, agent.id, "member")
+        recorder = Recorder(fake)
+        async with running_bot(kind, fake, url, runtime=args.runtime) as proc:
+            if kind == "desk":
+                topic_of = await open_claimed_handoffs(fake, group, users, agents)
+            else:  # the echo bot answers in the same topics
+                topic_of = {u.id: fake.add_topic(group.id, u.first_name).thread_id for u in users}
+            load = relay_plan(users, agents, group, topic_of, args.messages)
+            how = Offer(pids=[proc.pid])
+            phase = await profiled(
+                proc.pid, profile, f"relay-{db}", lambda: offer(fake, recorder, load, how)
+            )
+            directions = {k: sorted(v) for k, v in recorder.by_direction.items()}
+    per_direction = {}
+    for name, key in (("to group", "to_group"), ("to customer", "to_customer")):
+        lat = directions.get(name, [])
+        per_direction[key] = len(lat)
+        per_direction[f"{key}_p99_ms"] = round(percentile(lat, 0.99) * 1000, 1)
+    return row(kind, db, f"{args.handoffs} handoffs", phase, **per_direction)
+
+
+async def relay(args: argparse.Namespace) -> dict[str, Any]:
+    profile = Path(args.profile) if args.profile else None
+    rows = [await relay_run("echo", "-", None, args, None)]
+    for db in dbs_of(args):
+        async with bench_database(db, args.postgres) as url:
+            rows.append(await relay_run("desk", db, url, args, profile))
+    echo = rows[0]
+    ratios = {
+        r["db"]: {
+            "relayed_per_s": ratio(r["replies_per_s"], echo["replies_per_s"]),
+            "p99": ratio(r["p99_ms"], echo["p99_ms"]),
+        }
+        for r in rows[1:]
+    }
+    labels = [f"relay-{db}" for db in dbs_of(args)]
+    return {
+        "results": rows,
+        "ratio_to_echo": ratios,
+        "profile": profile_report(profile, labels) if profile else {},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# webhook: two instances on one PostgreSQL database
+# --------------------------------------------------------------------------------------------
+
+
+class TwoWebhookFake(FakeBotAPI):
+    """The fake, with the bench posting the updates (to every registered webhook) instead of
+    its own one-at-a-time delivery to the last registered one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.webhooks: list[str] = []
+
+    async def _api_setWebhook(self, params: dict[str, Any], _: Any) -> bool:
+        self.webhooks.append(str(params["url"]))
+        self.webhook_url = self.webhooks[-1]
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Poster:
+    """Posts updates as Telegram does: ``connections`` at once, each until answered 2xx."""
+
+    def __init__(self, fake: TwoWebhookFake, connections: int, redeliver: float) -> None:
+        self.fake = fake
+        self.rng = random.Random(SEED)
+        self.redeliver = redeliver
+        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+        self.ack_times: list[float] = []
+        self.acked: set[int] = set()
+        self.posts = 0
+        self.redelivered = 0
+        self.refused = 0
+        self.connections = connections
+        self.per_instance: dict[str, int] = {}
+
+    def push(self, msg: Msg) -> None:
+        """Offer's push: into the fake, then to one instance, chosen at random."""
+        self.fake.push_message(msg.user, msg.text, chat=msg.chat, thread_id=msg.thread_id)
+        update_id = int(self.fake._updates[-1]["update_id"])
+        self.queue.put_nowait((update_id, self.rng.choice(self.fake.webhooks)))
+
+    async def work(self, http: aiohttp.ClientSession) -> None:
+        while True:
+            update_id, url = await self.queue.get()
+            payload = self.fake.update_payload(update_id)
+            started = time.perf_counter()
+            await self.post_until_acked(http, url, payload)
+            self.ack_times.append(time.perf_counter() - started)
+            self.acked.add(update_id)
+            self.per_instance[url] = self.per_instance.get(url, 0) + 1
+            if self.rng.random() < self.redeliver:  # "no answer in time": sent to the other one
+                other = next(u for u in self.fake.webhooks if u != url)
+                self.redelivered += 1
+                await self.post_until_acked(http, other, payload)
+            self.queue.task_done()
+
+    async def post_until_acked(
+        self, http: aiohttp.ClientSession, url: str, payload: dict[str, Any]
+    ) -> None:
+        while True:
+            if await self.post(http, url, payload):
+                return
+            await asyncio.sleep(0.05)  # Telegram backs off, then posts again
+
+    async def post(self, http: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -> bool:
+        self.posts += 1
+        headers = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
+        try:
+            async with http.post(url, json=payload, headers=headers) as resp:
+                ok = 200 <= resp.status < 300
+        except aiohttp.ClientError:
+            ok = False
+        if not ok:
+            self.refused += 1
+        return ok
+
+
+async def webhook(args: argparse.Namespace) -> dict[str, Any]:
+    users = customers(args.customers)
+    load = questions_plan(users, max(1, math.ceil(args.updates / len(users))))[: args.updates]
+    async with bench_database("postgres", args.postgres) as url:
+        fake = TwoWebhookFake()
+        async with fake:
+            desk_world(fake, users)
+            recorder = Recorder(fake)
+            async with (
+                running_bot("desk", fake, url, webhook_port=free_port()) as one,
+                running_bot("desk", fake, url, webhook_port=free_port()) as two,
+            ):
+                poster = Poster(fake, args.connections, args.redeliver)
+                async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=args.connections)
+                ) as http:
+                    workers = [
+                        asyncio.create_task(poster.work(http)) for _ in range(args.connections)
+                    ]
+                    how = Offer(push=poster.push, pids=[one.pid, two.pid])
+                    phase = await offer(fake, recorder, load, how)
+                    await asyncio.wait_for(poster.queue.join(), 60)  # redeliveries too
+                    for task in workers:
+                        task.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
+                await asyncio.sleep(1.0)  # answers still on their way would show as extra
+            answers = {u.id: len(fake.sent_to(u.id)) for u in users}
+        logged = await inbound_logged(url)
+    wanted: dict[int, int] = {}
+    for msg in load:
+        wanted[msg.user.id] = wanted.get(msg.user.id, 0) + 1
+    acks = sorted(poster.ack_times)
+    pushed = set(fake._all_updates)
+    result = {
+        "instances": 2,
+        "updates": len(load),
+        "acknowledged": len(poster.acked),
+        "posts": poster.posts,
+        "redelivered_to_other": poster.redelivered,
+        "refused_posts": poster.refused,
+        "updates_per_s": phase.replies_per_s,
+        "ack_p50_ms": round(percentile(acks, 0.5) * 1000, 1),
+        "ack_p99_ms": round(percentile(acks, 0.99) * 1000, 1),
+        "ack_max_ms": round((acks[-1] if acks else 0.0) * 1000, 1),
+        "answer_p50_ms": phase.p50_ms,
+        "answer_p99_ms": phase.p99_ms,
+        "logged_once": sum(1 for u in pushed if logged.get(u) == 1),
+        "logged_twice_or_more": sum(1 for n in logged.values() if n > 1),
+        "acked_not_logged": len(poster.acked - set(logged)),
+        "answers_missing": sum(max(0, n - answers[c]) for c, n in wanted.items()),
+        "answers_extra": sum(max(0, answers[c] - n) for c, n in wanted.items()),
+        "cpu_ms_per_update": phase.cpu_ms_per_message,
+        "first_instance_share": round(
+            poster.per_instance.get(fake.webhooks[0], 0) / max(1, len(poster.acked)), 2
+        ),
+    }
+    result["duplicates"] = result["logged_twice_or_more"] + result["answers_extra"]
+    result["losses"] = result["acked_not_logged"] + result["answers_missing"]
+    return {"results": [result]}
+
+
+# --------------------------------------------------------------------------------------------
+# memory: distinct customers, one message each, nothing queued up
+# --------------------------------------------------------------------------------------------
+
+
+async def memory(args: argparse.Namespace) -> dict[str, Any]:
+    users = customers(args.customers)
+    load = questions_plan(users, 1)
+    warm_at = max(1, len(users) // 50)
+    marks = {warm_at, *(len(users) * k // 10 for k in range(1, 10))}
+    samples: list[dict[str, Any]] = []
+    async with bench_database(args.db, args.postgres) as url, FakeBotAPI() as fake:
+        desk_world(fake, users)
+        recorder = Recorder(fake)
+        async with running_bot("desk", fake, url, runtime=args.runtime) as proc:
+            started = time.monotonic()
+
+            def sample(n: int) -> None:
+                if n in marks:
+                    samples.append({
+                        "customers": n, "rss_mb": round(proc_rss_mb(proc.pid), 1),
+                        "elapsed_s": round(time.monotonic() - started, 1),
+                    })  # fmt: skip
+                    if not args.json:
+                        print(f"  {samples[-1]}", file=sys.stderr)
+
+            samples.append(
+                {"customers": 0, "rss_mb": round(proc_rss_mb(proc.pid), 1), "elapsed_s": 0.0}
+            )
+            how = Offer(window=args.window, on_progress=sample, pids=[proc.pid])
+            phase = await offer(fake, recorder, load, how)
+            await asyncio.sleep(1.0)
+            samples.append({
+                "customers": len(users), "rss_mb": round(proc_rss_mb(proc.pid), 1),
+                "elapsed_s": round(time.monotonic() - started, 1),
+            })  # fmt: skip
+        customers_logged = await scalar_count(url, "SELECT count(*) FROM customer")
+    samples.sort(key=lambda s: s["customers"])
+    warm = next(s for s in samples if s["customers"] == warm_at)
+    end = samples[-1]
+    per_10k = (end["rss_mb"] - warm["rss_mb"]) / max(1, (len(users) - warm_at)) * 10_000
+    summary = {
+        "bot": "desk", "db": args.db, "customers": len(users), "in_crm": customers_logged,
+        "answers": phase.replies, "seconds": phase.seconds, "answers_per_s": phase.replies_per_s,
+        "rss_start_mb": samples[0]["rss_mb"], "rss_warm_mb": warm["rss_mb"],
+        "rss_end_mb": end["rss_mb"], "growth_mb": round(end["rss_mb"] - samples[0]["rss_mb"], 1),
+        "growth_after_warm_mb": round(end["rss_mb"] - warm["rss_mb"], 1),
+        "mb_per_10k_after_warm": round(per_10k, 2),
+    }  # fmt: skip
+    return {"results": [summary], "samples": samples}
+
+
+async def scalar_count(url: str, sql: str) -> int:
+    return int((await scalar_rows(url, sql))[0])
 
 
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
 
-
-def table(results: list[Result]) -> str:
-    head = ["bot", "db", "msgs", "replies", "s", "replies/s", "p50 ms", "p99 ms", "max ms",
-            "CPU ms/msg", "RSS start MB", "RSS end MB"]  # fmt: skip
-    rows = [head] + [[str(v) for v in asdict(r).values()] for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = [" | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
+COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]] = {
+    "self-service": self_service,
+    "relay": relay,
+    "webhook": webhook,
+    "memory": memory,
+    "burst": burst,
+}
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    if args.command == "burst":
-        customers = max(1, args.updates // 10)
-        load = plan(customers, 10)
-    elif args.command == "memory":
-        load = plan(args.customers, 1)
-    else:
-        load = plan(args.customers, args.questions)
-    profile = Path(args.profile) if args.profile else None
-    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    results: list[Result] = []
-    echo = await run_burst("echo", "-", None, load, None)
-    results.append(echo)
-    for db in dbs:
-        tmp = tempfile.mkdtemp(prefix="deskbot-bench-")
-        try:
-            if db == "sqlite":
-                url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-            else:
-                url = await pg_database(args.postgres)
-            await fresh_schema(url)
-            results.append(await run_burst("desk", db, url, load, profile))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if db == "postgres":
-                await pg_database(args.postgres, drop_only=True)
-    ratios = {
-        r.db: {
-            "replies_per_s": round(r.replies_per_s / echo.replies_per_s, 2),
-            "p99": round(r.p99_ms / echo.p99_ms, 2) if echo.p99_ms else None,
-            "cpu_per_message": round(r.cpu_ms_per_message / echo.cpu_ms_per_message, 1),
-        }
-        for r in results[1:]
-    }
-    profiles = {}
-    if profile is not None:
-        for db in dbs:
-            path = profile / f"{db}.txt"
-            profiles[db] = {
-                "cost_centres": summarize_profile(path),
-                "functions": summarize_functions(path),
-            }
-    return {
-        "command": args.command,
-        "cores": os.cpu_count(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "results": [asdict(r) for r in results],
-        "ratio_to_echo": ratios,
-        "profile": profiles,
-    }
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--postgres", default=DEFAULT_PG_ADMIN, help="an admin URL (bench db made)")
+    common.add_argument("--profile", help="record deskbot with py-spy into this folder")
+    common.add_argument("--json", action="store_true")
+    common.add_argument(
+        "--runtime", choices=["inbox", "ptb"], default="inbox",
+        help="deskbot as `deskbot run` runs it (inbox), or under PTB's run_polling (no inbox)",
+    )  # fmt: skip
+    dbs = ["sqlite", "postgres", "both"]
+    p = sub.add_parser("self-service", parents=[common])
+    p.add_argument("--customers", type=int, default=1000)
+    p.add_argument("--questions", type=int, default=1)
+    p.add_argument("--paced-seconds", type=float, default=20.0)
+    p.add_argument("--db", choices=dbs, default="both")
+    p = sub.add_parser("relay", parents=[common])
+    p.add_argument("--handoffs", type=int, default=200)
+    p.add_argument("--agents", type=int, default=20)
+    p.add_argument("--messages", type=int, default=2, help="each customer's and agent's")
+    p.add_argument("--db", choices=dbs, default="both")
+    p = sub.add_parser("webhook", parents=[common])
+    p.add_argument("--customers", type=int, default=500)
+    p.add_argument("--updates", type=int, default=1000)
+    p.add_argument("--connections", type=int, default=40)
+    p.add_argument("--redeliver", type=float, default=0.05, help="share posted to both")
+    p = sub.add_parser("memory", parents=[common])
+    p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--window", type=int, default=100, help="unanswered messages at most")
+    p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    p = sub.add_parser("burst", parents=[common])
+    p.add_argument("--updates", type=int, default=5000)
+    p.add_argument("--db", choices=dbs, default="sqlite")
+    return parser
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"{report['command']}: {report['cores']} cores, load average {report['load_average']}, "
+          f"{report['date']}, {report['wall_s']} s")  # fmt: skip
+    print(table(report["results"]))
+    if report.get("samples"):
+        print("\nRSS samples:\n" + table(report["samples"]))
+    for db, ratios in report.get("ratio_to_echo", {}).items():
+        print(f"deskbot/echo on {db}: " + ", ".join(f"{k} x{v}" for k, v in ratios.items()))
+    for db, checks in report.get("targets", {}).items():
+        print(
+            f"targets on {db}: "
+            + ", ".join(f"{k}: {'met' if ok else 'MISSED'}" for k, ok in checks.items())
+        )
+    print_profiles(report.get("profile", {}))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("self-service", "burst", "memory"):
-        p = sub.add_parser(name)
-        if name == "self-service":
-            p.add_argument("--customers", type=int, default=50)
-            p.add_argument("--questions", type=int, default=10)
-        elif name == "memory":
-            p.add_argument("--customers", type=int, default=100_000)
-        else:
-            p.add_argument("--updates", type=int, default=5000)
-        p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
-        p.add_argument("--postgres", default=DEFAULT_PG_ADMIN, help="an admin URL (bench db made)")
-        p.add_argument("--profile", help="record deskbot with py-spy into this folder")
-        p.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    report = asyncio.run(main_async(args))
+    args = parser().parse_args()
+    started = time.monotonic()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    report = asyncio.run(COMMANDS[args.command](args))
+    report = {
+        "command": args.command,
+        "cores": os.cpu_count(),
+        "load_average": load_before,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "wall_s": round(time.monotonic() - started, 1),
+        **report,
+    }
     if args.json:
         print(json.dumps(report, indent=2))
-        return
-    print(f"{report['command']}: {report['cores']} cores, load average {report['load_average']}, "
-          f"{report['date']}")  # fmt: skip
-    print(table([Result(**r) for r in report["results"]]))
-    for r in report["results"]:
-        growth = r["rss_end_mb"] - r["rss_start_mb"]
-        print(f"{r['bot']} ({r['db']}): RSS grew {growth:.1f} MB over {r['messages']} messages")
-    for db, ratio in report["ratio_to_echo"].items():
-        print(f"deskbot/echo on {db}: replies/s x{ratio['replies_per_s']}, p99 x{ratio['p99']}, "
-              f"CPU per message x{ratio['cpu_per_message']}")  # fmt: skip
-    for db, prof in report["profile"].items():
-        print(f"\nprofile ({db}), share of on-CPU samples:")
-        for label, share in prof["cost_centres"]:
-            print(f"  {share:5.1f}%  {label}")
-        print("  our functions (inclusive):")
-        for label, share in prof["functions"]:
-            print(f"  {share:5.1f}%  {label}")
+    else:
+        print_report(report)
 
 
 if __name__ == "__main__":
