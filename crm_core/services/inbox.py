@@ -5,12 +5,14 @@ or the webhook's 200), and handled from here. So a crash between receiving and h
 nothing, a slow desk builds its backlog in the database instead of in memory, and a redelivered
 update (same ``update_id``) is ignored.
 
-Claiming: a worker takes the oldest pending update whose chat has nothing older pending, and
-holds it under a lease (``claimed_until``). Never two updates of one chat are in flight, across
-all instances sharing the database: the conditional ``UPDATE`` re-checks the lease on the row
-it changes (on PostgreSQL it waits for a competing claim's row lock and then sees the new
-lease; on SQLite writers are serialised), so of two racing claims one wins and the other takes
-nothing. A lease that runs out (the instance crashed) makes the update claimable again.
+Claiming: an instance takes, in one statement, the oldest pending updates whose chats have
+nothing older pending (so at most one of a chat), and holds them under a lease
+(``claimed_until``); the same transaction records what it finished since its last claim
+(:func:`claim_batch`). Never two updates of one chat are in flight, across all instances
+sharing the database: the conditional ``UPDATE`` re-checks the lease on the rows it changes,
+and on PostgreSQL candidates another instance is claiming right now are skipped (``FOR UPDATE
+SKIP LOCKED``) rather than waited for; on SQLite writers are serialised. A lease that runs out
+(the instance crashed) makes the update claimable again.
 
 The payload is stored as JSON text: ``crm_core`` knows nothing of Telegram's types.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
@@ -111,33 +114,61 @@ async def claim_next(
     skip_keys: Sequence[str] = (),
 ) -> ClaimedUpdate | None:
     """Claim the oldest claimable update for ``worker``, or ``None`` when there is none."""
+    claimed = await claim_batch(
+        session=session, worker=worker, limit=1, lease=lease, skip_keys=skip_keys
+    )
+    return claimed[0] if claimed else None
+
+
+async def claim_batch(
+    *,
+    session: AsyncSession,
+    worker: str,
+    limit: int,
+    lease: timedelta = DEFAULT_LEASE,
+    skip_keys: Sequence[str] = (),
+    done: Sequence[int] = (),
+) -> list[ClaimedUpdate]:
+    """Mark ``done`` handled, then claim up to ``limit`` of the oldest claimable updates for
+    ``worker`` (at most one per chat: a chat's later updates wait behind its oldest), oldest
+    first; one transaction, one statement each.
+
+    Handing back what was handled and taking the next work in one round trip is what keeps the
+    inbox cheap per update. On PostgreSQL the candidates are locked ``SKIP LOCKED``, so
+    instances claiming at once take different rows instead of queueing on the same oldest one;
+    the outer ``UPDATE`` re-checks the lease on each row it changes either way."""
     now = utcnow()
     col = InboxUpdate.__table__.c  # type: ignore[attr-defined]
-    candidates = select(col.update_id).where(*_claimable(now)).order_by(col.update_id)
+    candidates = (
+        select(col.update_id)
+        .where(*_claimable(now))
+        .order_by(col.update_id)
+        .limit(max(limit, 0))
+        .with_for_update(skip_locked=True)  # SQLite has no row locks: rendered as nothing
+    )
     if skip_keys:
         candidates = candidates.where(col.order_key.not_in(list(skip_keys)))
-    async with unit_of_work(session):
-        update_id = (await session.exec(candidates.limit(1))).scalar_one_or_none()  # type: ignore[call-overload]
-        if update_id is None:
-            return None
-        stmt = (
-            update(InboxUpdate)
-            .where(
-                col.update_id == update_id,
-                col.state == InboxState.pending.value,
-                or_(col.claimed_until.is_(None), col.claimed_until < now),
-            )
-            .values(
-                claimed_by=worker,
-                claimed_until=now + lease,
-                attempts=col.attempts + 1,
-            )
-            .returning(col.update_id, col.order_key, col.payload, col.attempts)
+    # Chosen once: as a subquery of the UPDATE, PostgreSQL may re-run it for every row it
+    # updates, and each run (seeing the rows just claimed as leased) picks another one.
+    picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+    claim = (
+        update(InboxUpdate)
+        .where(
+            col.update_id.in_(select(picked.c.update_id)),
+            col.state == InboxState.pending.value,
+            or_(col.claimed_until.is_(None), col.claimed_until < now),
         )
-        row = (await session.exec(stmt)).first()
-    if row is None:  # another worker won the race for it
-        return None
-    return ClaimedUpdate(update_id=row[0], order_key=row[1], payload=row[2], attempts=row[3])
+        .values(claimed_by=worker, claimed_until=now + lease, attempts=col.attempts + 1)
+        .returning(col.update_id, col.order_key, col.payload, col.attempts)
+    )
+    async with unit_of_work(session):
+        if done:
+            await session.exec(_mark_done_statement(done))
+        rows = (await session.exec(claim)).all() if limit > 0 else []
+    claimed = [
+        ClaimedUpdate(update_id=r[0], order_key=r[1], payload=r[2], attempts=r[3]) for r in rows
+    ]
+    return sorted(claimed, key=lambda item: item.update_id)  # RETURNING keeps no order
 
 
 async def renew_leases(
@@ -162,10 +193,15 @@ async def renew_leases(
 
 
 async def mark_done(*, session: AsyncSession, update_id: int) -> None:
+    async with unit_of_work(session):
+        await session.exec(_mark_done_statement([update_id]))
+
+
+def _mark_done_statement(update_ids: Sequence[int]) -> Any:
     col = InboxUpdate.__table__.c  # type: ignore[attr-defined]
-    stmt = (
+    return (
         update(InboxUpdate)
-        .where(col.update_id == update_id)
+        .where(col.update_id.in_(list(update_ids)))
         .values(
             state=InboxState.done.value,
             processed_at=utcnow(),
@@ -174,8 +210,6 @@ async def mark_done(*, session: AsyncSession, update_id: int) -> None:
             last_error=None,
         )
     )
-    async with unit_of_work(session):
-        await session.exec(stmt)
 
 
 async def mark_failed_attempt(
@@ -371,6 +405,22 @@ async def claim_owners(*, session: AsyncSession) -> list[str]:
     )
     async with unit_of_work(session):
         return [str(owner) for owner in (await session.exec(stmt)).scalars() if owner]  # type: ignore[call-overload]
+
+
+async def release_updates(*, session: AsyncSession, update_ids: Sequence[int]) -> int:
+    """Give back claimed updates that were never started (an instance stopping): claimable at
+    once, and the claim does not count as an attempt."""
+    if not update_ids:
+        return 0
+    col = InboxUpdate.__table__.c  # type: ignore[attr-defined]
+    stmt = (
+        update(InboxUpdate)
+        .where(col.update_id.in_(list(update_ids)), col.state == InboxState.pending.value)
+        .values(claimed_by=None, claimed_until=None, attempts=col.attempts - 1)
+    )
+    async with unit_of_work(session):
+        result = await session.exec(stmt)
+    return int(result.rowcount or 0)
 
 
 async def release_claims(*, session: AsyncSession, owners: Sequence[str]) -> int:

@@ -45,6 +45,54 @@ async def test_claims_follow_update_order_and_never_two_of_one_chat(session: Asy
     assert await inbox.depth(session=session) == 2  # 2 and 3 still in flight
 
 
+async def test_a_batch_claim_takes_one_update_per_chat_and_records_the_finished(
+    session: AsyncSession,
+) -> None:
+    await inbox.store_updates(
+        session=session,
+        updates=[_update(1, "a"), _update(2, "a"), _update(3, "b"), _update(4, "c")],
+    )
+    batch = await inbox.claim_batch(session=session, worker="w", limit=5)
+    assert [item.update_id for item in batch] == [1, 3, 4]  # 2 waits behind 1
+    assert await inbox.claim_batch(session=session, worker="w", limit=5) == []
+    after = await inbox.claim_batch(session=session, worker="w", limit=5, done=[1, 3])
+    assert [item.update_id for item in after] == [2]  # 1 recorded done: its chat moves on
+    assert await inbox.depth(session=session) == 2  # 2 and 4
+    assert await inbox.release_updates(session=session, update_ids=[2]) == 1
+    again = await inbox.claim_next(session=session, worker="other")
+    assert again is not None and again.update_id == 2 and again.attempts == 1  # not counted
+
+
+async def test_concurrent_batch_claims_hand_out_each_update_once(
+    session_factory: SessionFactory,
+) -> None:
+    async with session_factory() as session:
+        await inbox.store_updates(
+            session=session, updates=[_update(i, str(i % 7)) for i in range(1, 61)]
+        )
+    handled: list[tuple[str, int]] = []
+
+    async def instance(name: str) -> None:
+        finished: list[int] = []
+        async with session_factory() as session:
+            while True:
+                batch = await inbox.claim_batch(
+                    session=session, worker=name, limit=3, done=finished
+                )
+                finished = [item.update_id for item in batch]
+                handled.extend((item.order_key, item.update_id) for item in batch)
+                if not batch:
+                    if await inbox.depth(session=session) == 0:
+                        return
+                    await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(asyncio.gather(*(instance(f"i{n}") for n in range(3))), 60)
+    assert sorted(u for _, u in handled) == list(range(1, 61))  # each exactly once
+    for chat in {c for c, _ in handled}:
+        ids = [u for c, u in handled if c == chat]
+        assert ids == sorted(ids), f"chat {chat} out of order: {ids}"
+
+
 async def test_concurrent_claims_hand_out_each_update_once(
     session_factory: SessionFactory,
 ) -> None:
