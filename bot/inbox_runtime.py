@@ -8,10 +8,13 @@ them from it, in polling and in webhook mode.
   again. Network outages are retried with backoff and logged once (and once more when the
   Bot API answers again).
 - **Webhook**: ``bot.webhook_server`` answers 200 only after :meth:`InboxRuntime.store`.
-- **Workers** (``DESKBOT_INBOX_WORKERS``) claim updates from the inbox, in update order and
-  never two of one chat at once (across instances: the claim is in the database), feed them
-  to ``application.process_update`` and mark them done. An update whose processing raises is
-  retried with backoff a bounded number of times, then kept as failed with its error.
+- **Workers** (``DESKBOT_INBOX_WORKERS``) process updates from the inbox, in update order and
+  never two of one chat at once (across instances: the claim is in the database). One
+  dispatcher claims for all of them: a single round trip records what the workers finished
+  and claims as many updates as there are idle workers, and only the dispatcher wakes when an
+  update arrives. Each worker feeds its update to ``application.process_update``. An update
+  whose processing raises is retried with backoff a bounded number of times, then kept as
+  failed with its error.
 - On start the workers first drain what the inbox already holds (a backlog left by a crash or
   a slow desk): claims of a process that is known to be gone (same host, process dead) are
   released at once; others when their lease runs out.
@@ -65,8 +68,14 @@ class PollingConflict(ConfigurationError):
 
 
 def order_key(update: Update) -> str:
-    """Updates with the same key are handled one at a time, in order (one chat)."""
+    """Updates with the same key are handled one at a time, in order: one chat, or in a forum
+    group one topic (each handoff and complaint has its own, so the agents of 200 open
+    conversations are not served in single file through the one group; a topic's messages,
+    its card's buttons and its commands still keep their order)."""
     if update.effective_chat is not None:
+        message = update.effective_message
+        if getattr(message, "is_topic_message", False) and message.message_thread_id:  # type: ignore[union-attr]
+            return f"{update.effective_chat.id}:{message.message_thread_id}"  # type: ignore[union-attr]
         return str(update.effective_chat.id)
     if update.effective_user is not None:
         return str(update.effective_user.id)
@@ -124,7 +133,9 @@ class InboxRuntime:
         self.depth = 0  # refreshed by housekeeping; the webhook reads it to push back
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._in_flight: set[int] = set()
+        self._in_flight: set[int] = set()  # claimed by this instance, not yet recorded done
+        self._done: set[int] = set()  # handled, to be recorded with the dispatcher's next claim
+        self._queue: asyncio.Queue[ClaimedUpdate | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._poller: asyncio.Task[None] | None = None
         self._lock_owned = False
@@ -143,6 +154,7 @@ class InboxRuntime:
         await self._housekeeping_once(purge=True)
         for n in range(self.settings.inbox_workers):
             self._spawn(self._worker(), f"inbox-worker-{n}")
+        self._spawn(self._dispatch(), "inbox-dispatcher")
         self._spawn(self._keep_leases(), "inbox-leases")
         self._spawn(self._housekeeping(), "inbox-housekeeping")
 
@@ -155,12 +167,17 @@ class InboxRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         workers = [t for t in self._tasks if t.get_name().startswith("inbox-worker")]
+        dispatcher = [t for t in self._tasks if t.get_name() == "inbox-dispatcher"]
+        await asyncio.gather(*dispatcher, return_exceptions=True)  # it ends on _stopping
+        for _ in workers:  # after what is queued: those updates are claimed, so handle them
+            self._queue.put_nowait(None)
         _, late = (
             await asyncio.wait(workers, timeout=SHUTDOWN_GRACE_SECONDS) if workers else ((), ())
         )
         for task in [*late, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._flush_done()
         if self._lock_owned:
             async with self.session_factory() as session:
                 await inbox.release_polling_lock(session=session, owner=self.me)
@@ -308,35 +325,82 @@ class InboxRuntime:
 
     # --- processing ----------------------------------------------------------------------------
 
-    async def _worker(self) -> None:
+    async def _dispatch(self) -> None:
+        """Hand updates to idle workers. One round trip to the database both records what the
+        workers finished and claims as many updates as there are idle workers, and only the
+        dispatcher is woken when an update arrives or a worker finishes: workers never race
+        each other for the same oldest row, nor poll the database while the inbox is empty."""
         while not self._stopping.is_set():
             wake = self._wake
-            try:
-                async with self.session_factory() as session:
-                    claimed = await inbox.claim_next(
-                        session=session, worker=self.me, lease=self.lease
-                    )
-            except Exception as error:  # the database is away: say so once, keep trying
-                if not self._claims_failing:
-                    log.warning("claiming from the inbox failed (%s); retrying", error)
-                self._claims_failing = True
-                claimed = None
-            else:
-                if self._claims_failing:
-                    log.warning("claiming from the inbox works again")
-                self._claims_failing = False
-            if claimed is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), IDLE_RECHECK_SECONDS)
-                continue
-            self._in_flight.add(claimed.update_id)
-            try:
-                await self._process(claimed)
-            finally:
-                self._in_flight.discard(claimed.update_id)
-                self._notify()  # the chat's next update may be claimable now
+            idle = self.settings.inbox_workers - len(self._in_flight - self._done)
+            done = list(self._done)
+            claimed: list[ClaimedUpdate] = []
+            if idle > 0 or done:
+                try:
+                    claimed = await self._claim(idle, done)
+                except Exception as error:  # the database is away: say so once, keep trying
+                    if not self._claims_failing:
+                        log.warning("claiming from the inbox failed (%s); retrying", error)
+                    self._claims_failing = True
+                else:
+                    if self._claims_failing:
+                        log.warning("claiming from the inbox works again")
+                    self._claims_failing = False
+            for item in claimed:
+                self._in_flight.add(item.update_id)
+                self._queue.put_nowait(item)
+            if claimed and len(claimed) == idle:
+                continue  # every worker busy: the next wake is one of them finishing
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), IDLE_RECHECK_SECONDS)
 
-    async def _process(self, claimed: ClaimedUpdate) -> None:
+    async def _claim(self, idle: int, done: list[int]) -> list[ClaimedUpdate]:
+        async with self.session_factory() as session:
+            claimed = await inbox.claim_batch(
+                session=session, worker=self.me, limit=idle, lease=self.lease, done=done
+            )
+        self._forget_done(done)
+        return claimed
+
+    def _forget_done(self, done: list[int]) -> None:
+        """``done`` is recorded as handled: the updates leave this instance's hands."""
+        for update_id in done:
+            self._done.discard(update_id)
+            self._in_flight.discard(update_id)
+        self.depth = max(self.depth - len(done), 0)
+
+    async def _worker(self) -> None:
+        while True:
+            claimed = await self._queue.get()
+            if claimed is None:  # stopping
+                return
+            handled = False
+            try:
+                handled = await self._process(claimed)
+            finally:
+                if not handled:
+                    self._in_flight.discard(claimed.update_id)
+                self._notify()  # the dispatcher records it, and the chat's next may be claimed
+
+    async def _flush_done(self) -> None:
+        """On stop: record what the workers finished, give back what they never started."""
+        unstarted = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                unstarted.append(item.update_id)
+        try:
+            async with self.session_factory() as session:
+                if self._done:
+                    await inbox.claim_batch(
+                        session=session, worker=self.me, limit=0, done=list(self._done)
+                    )
+                await inbox.release_updates(session=session, update_ids=unstarted)
+        except Exception as error:  # their leases run out and they are handled again
+            log.warning("recording the last handled updates failed: %s", error)
+
+    async def _process(self, claimed: ClaimedUpdate) -> bool:
+        """Process one update; True when it was handled (the dispatcher marks it done)."""
         started = time.monotonic()
         try:
             if claimed.attempts > inbox.MAX_ATTEMPTS:
@@ -357,21 +421,11 @@ class InboxRuntime:
                 seconds=min(self.retry_base * 2**claimed.attempts, MAX_BACKOFF_SECONDS)
             )
             await self._record_failure(claimed, f"{type(error).__name__}: {error}", retry)
-            return
-        await self._mark_done(claimed.update_id)
-        self.depth = max(self.depth - 1, 0)
+            return False
+        self._done.add(claimed.update_id)
         self.metrics.updates_processed.inc()
         self.metrics.processing_seconds.observe(time.monotonic() - started)
-
-    async def _mark_done(self, update_id: int) -> None:
-        for attempt in range(5):  # the database blinked: the update was handled, say so
-            try:
-                async with self.session_factory() as session:
-                    await inbox.mark_done(session=session, update_id=update_id)
-                return
-            except Exception as error:
-                log.warning("marking update %d done failed: %s", update_id, error)
-                await asyncio.sleep(0.5 * (attempt + 1))
+        return True
 
     async def _record_failure(self, claimed: ClaimedUpdate, error: str, retry: timedelta) -> None:
         try:

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlmodel import select
+from telegram import Update
 
+from bot.inbox_runtime import order_key
 from crm_core.db import SessionFactory
 from crm_core.models import InboxState, InboxUpdate
 from crm_core.services import inbox
@@ -240,3 +242,38 @@ async def test_an_update_cut_off_before_its_answer_is_answered_after_the_restart
     texts = [m.text for m in fake.sent_to(eve.id)]
     # Only the greeting for 602; 601 ("thanks") had been answered before the crash.
     assert len(texts) == 1 and "Eve" in texts[0], texts
+
+
+def test_a_forum_groups_topics_are_ordered_apart_and_everything_else_per_chat() -> None:
+    group = {"id": -1001, "type": "supergroup", "title": "Agents", "is_forum": True}
+    agent = {"id": 7, "is_bot": False, "first_name": "Sam"}
+
+    def message(update_id: int, **extra: object) -> Update:
+        data = {"message_id": update_id, "date": 0, "chat": group, "from": agent, **extra}
+        return Update.de_json({"update_id": update_id, "message": data}, None)
+
+    in_topic = message(1, text="hi", message_thread_id=42, is_topic_message=True)
+    other_topic = message(2, text="hi", message_thread_id=43, is_topic_message=True)
+    general = message(3, text="/sla")
+    reply_in_general = message(4, text="ok", message_thread_id=9)  # a reply thread, no topic
+    pressed = Update.de_json(
+        {
+            "update_id": 5,
+            "callback_query": {
+                "id": "q",
+                "from": agent,
+                "chat_instance": "c",
+                "data": "x",
+                "message": {
+                    "message_id": 10,
+                    "date": 0,
+                    "chat": group,
+                    "message_thread_id": 42,
+                    "is_topic_message": True,
+                },
+            },
+        },
+        None,
+    )
+    keys = [order_key(u) for u in (in_topic, other_topic, general, reply_in_general, pressed)]
+    assert keys == ["-1001:42", "-1001:43", "-1001", "-1001", "-1001:42"]
