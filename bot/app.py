@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+import certifi
 from telegram import Update
 from telegram.ext import (
     Application,
@@ -42,6 +45,7 @@ from telegram.ext import (
     BaseUpdateProcessor,
     ContextTypes,
 )
+from telegram.request import HTTPXRequest
 
 import handlers
 from bot.logging_setup import install_redaction
@@ -284,12 +288,18 @@ def build_application(
         .context_types(ContextTypes(context=DeskContext))
         .concurrent_updates(PerChatUpdateProcessor())
         .rate_limiter(rate_limiter)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .write_timeout(WRITE_TIMEOUT)
-        .media_write_timeout(MEDIA_WRITE_TIMEOUT)
-        .pool_timeout(POOL_TIMEOUT)
-        .connection_pool_size(CONNECTION_POOL_SIZE)
+        .request(
+            HTTPXRequest(
+                connection_pool_size=CONNECTION_POOL_SIZE,
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=READ_TIMEOUT,
+                write_timeout=WRITE_TIMEOUT,
+                media_write_timeout=MEDIA_WRITE_TIMEOUT,
+                pool_timeout=POOL_TIMEOUT,
+                httpx_kwargs={"verify": tls_context()},
+            )
+        )
+        .get_updates_request(HTTPXRequest(httpx_kwargs={"verify": tls_context()}))
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
@@ -303,6 +313,14 @@ def build_application(
     application.sweepers.extend(handlers.sweepers())
     application.outbox_sender = handlers.outbox_sender()
     return application
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process for every HTTP client of the bot. httpx would
+    build one per client, reading the whole CA bundle each time (about 20 ms of CPU, twice per
+    Application): the test suite builds an Application per test, a reload builds a new one."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def load_knowledge_base(settings: Settings) -> KnowledgeBaseHolder:
