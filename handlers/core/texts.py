@@ -15,6 +15,7 @@ English that has the template wins, so a partial translation falls back per temp
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import re
 from pathlib import Path
@@ -29,23 +30,30 @@ TEMPLATES_DIR = Path(__file__).parent.parent / "templates"
 DEFAULT_LANGUAGE = "en"
 
 
+@functools.cache
+def _environment(templates_dir: Path) -> jinja2.Environment:
+    """One environment per template directory and process: the templates ship with the code,
+    so each is compiled once and never stat-ed again (a new Texts, e.g. per Application, reuses
+    the compiled ones; editing a template needs a restart)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        auto_reload=False,
+        cache_size=-1,
+    )
+
+
 class Texts:
     """Renders templates for a language, falling back to English."""
 
     def __init__(self, templates_dir: Path = TEMPLATES_DIR, default_language: str = "en") -> None:
         self.templates_dir = templates_dir
         self.default_language = default_language
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(templates_dir)),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=False,
-            # Templates ship with the code: compile each once, never stat it again per message.
-            auto_reload=False,
-            cache_size=-1,
-        )
+        self.env = _environment(templates_dir)
         self._resolved: dict[tuple[str, str | None], str] = {}
         self._languages: list[str] | None = None
         self._plain: dict[tuple[str, str | None], str] = {}
