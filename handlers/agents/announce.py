@@ -42,7 +42,6 @@ from crm_core.services.handoffs import (
     set_shown_digest,
 )
 from handlers.agents.cards import (
-    TOPIC_NAME_LIMIT,
     claim_keyboard,
     complaint_card_html,
     complaint_keyboard,
@@ -51,6 +50,7 @@ from handlers.agents.cards import (
     digest,
     handoff_card_html,
     handoff_reference,
+    handoff_topic_name,
     is_erased,
 )
 from handlers.core.context import DeskContext
@@ -201,16 +201,6 @@ def _reply(place: Place) -> ReplyParameters | None:
     return ReplyParameters(message_id=place.reply_to, allow_sending_without_reply=True)
 
 
-def topic_name(customer_name: str, reference: str) -> str:
-    """``Alice Smith · H-12`` cut to Telegram's 128 characters (the reference always stays)."""
-    suffix = f" · {reference}"
-    room = TOPIC_NAME_LIMIT - len(suffix)
-    name = " ".join(customer_name.split()) or "Customer"
-    if len(name) > room:
-        name = name[: room - 1].rstrip() + "…"
-    return (name + suffix)[:TOPIC_NAME_LIMIT]
-
-
 async def is_forum(context: DeskContext, chat_id: int) -> bool:
     await release(context)
     chat = await context.bot.get_chat(chat_id)
@@ -289,8 +279,15 @@ class HandoffSubject(Subject):
 
     async def topic_name(self, context: DeskContext) -> str:
         handoff = await self.handoff(context)
-        name = await customer_name(context, handoff.customer_id)
-        return topic_name(name, await self.reference(context, handoff))
+        agent = None
+        if handoff.status == HandoffStatus.claimed and handoff.agent_id is not None:
+            agent = await get_agent(session=context.session, agent_id=handoff.agent_id)
+        return handoff_topic_name(
+            handoff.status,
+            await self.reference(context, handoff),
+            await customer_name(context, handoff.customer_id),
+            agent.display_name if agent else None,
+        )
 
     async def short_card(self, context: DeskContext) -> tuple[str, Any]:
         handoff = await self.handoff(context)

@@ -27,6 +27,7 @@ from crm_core.models import (
     Customer,
     Direction,
     Handoff,
+    HandoffStatus,
     InteractionKind,
     InteractionPublic,
 )
@@ -349,6 +350,11 @@ STATUS_BUTTONS: dict[ComplaintStatus, tuple[tuple[str, ComplaintStatus], ...]] =
 }
 SEVERITY_MARKS = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🟢"}
 DONE_MARK = "✅"
+HANDOFF_MARKS = {
+    HandoffStatus.waiting: "🙋",
+    HandoffStatus.claimed: "💬",
+    HandoffStatus.closed: DONE_MARK,
+}
 TOPIC_NAME_LIMIT = 128
 
 
@@ -377,12 +383,31 @@ def complaint_topic_name(complaint: Complaint, customer: str | None) -> str:
     (erased at their request) the reference and state alone."""
     done = complaint.status in (ComplaintStatus.resolved, ComplaintStatus.closed)
     mark = DONE_MARK if done else SEVERITY_MARKS.get(str(complaint.severity.value), "")
-    head = f"{mark} {complaint.reference} · "
-    tail = status_label(complaint.status)
+    return _topic_title(mark, complaint.reference, customer, status_label(complaint.status))
+
+
+def handoff_topic_name(
+    status: HandoffStatus, reference: str, customer: str | None, agent: str | None = None
+) -> str:
+    """``🙋 H-12 · Ann K · waiting``, ``💬 H-12 · Ann K · with Sam``, ``✅ H-12 · Ann K ·
+    closed``: who is waiting for a person, and who has whom, readable in the topic list."""
+    if status == HandoffStatus.claimed:
+        state = f"with {' '.join((agent or 'an agent').split())}"
+    else:
+        state = status_label(status)
+    return _topic_title(HANDOFF_MARKS.get(status, ""), reference, customer, state)
+
+
+def _topic_title(mark: str, reference: str, customer: str | None, state: str) -> str:
+    """``mark reference · customer · state`` within Telegram's limit: the state is cut
+    first, then the customer's name; the reference always stays whole."""
+    head = f"{mark} {reference}".strip()
+    state = clip(state, max(TOPIC_NAME_LIMIT // 3, 1))
     if customer is None:
-        return head + tail
-    room = TOPIC_NAME_LIMIT - len(head) - len(tail) - 3
-    return f"{head}{clip(customer, max(room, 1))} · {tail}"
+        return f"{head} · {state}"[:TOPIC_NAME_LIMIT]
+    name = " ".join(customer.split()) or "Customer"
+    room = TOPIC_NAME_LIMIT - len(head) - len(state) - 6
+    return f"{head} · {clip(name, max(room, 1))} · {state}"[:TOPIC_NAME_LIMIT]
 
 
 def digest(*parts: object) -> str:

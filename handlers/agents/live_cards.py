@@ -64,6 +64,7 @@ from handlers.agents.cards import (
     digest,
     handoff_card_html,
     handoff_reference,
+    handoff_topic_name,
     is_erased,
     label_markup,
 )
@@ -330,8 +331,9 @@ async def _handoff_view(
         html = context.deps.texts.render(
             "card_erased", context.deps.config.default_language, reference=reference
         )
+        name = handoff_topic_name(handoff.status, reference, None)
         return CardView(
-            handoff.chat_id, handoff.card_message_id, html, None, handoff.topic_id, reference
+            handoff.chat_id, handoff.card_message_id, html, None, handoff.topic_id, name
         )
     html = await handoff_card_html(context, handoff)
     markup = await handoff_card_markup(context, handoff, label)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.agents.announce import TOPIC_NAME_LIMIT, topic_name
+from crm_core.models import HandoffStatus
+from handlers.agents.cards import TOPIC_NAME_LIMIT, handoff_topic_name
 from tests.handlers.conftest import HarnessFactory
 from tests.handlers.desk import (
     GROUP_ID,
@@ -75,11 +76,24 @@ async def test_a_failed_announcement_is_made_good_by_the_next_message(
     await sam.expect("Alice: Hello?", thread_id=card.thread_id)
 
 
-@given(st.text(min_size=0, max_size=400))
-def test_topic_name_always_fits_and_keeps_the_reference(name: str) -> None:
-    title = topic_name(name, "H-12 / C-000034")
+@given(
+    st.text(min_size=0, max_size=400),
+    st.sampled_from(list(HandoffStatus)),
+    st.none() | st.text(max_size=200),
+)
+def test_a_handoff_topic_name_always_fits_and_keeps_the_reference(
+    name: str, status: HandoffStatus, agent: str | None
+) -> None:
+    title = handoff_topic_name(status, "H-12 / C-000034", name, agent)
     assert 1 <= len(title) <= TOPIC_NAME_LIMIT
-    assert title.endswith(" · H-12 / C-000034")
+    assert " H-12 / C-000034 · " in title
+
+
+def test_a_handoff_topic_name_says_who_waits_and_who_has_whom() -> None:
+    assert handoff_topic_name(HandoffStatus.waiting, "H-7", "Ann  K") == "🙋 H-7 · Ann K · waiting"
+    claimed = handoff_topic_name(HandoffStatus.claimed, "H-7", "Ann K", "Sam")
+    assert claimed == "💬 H-7 · Ann K · with Sam"
+    assert handoff_topic_name(HandoffStatus.closed, "H-7", None) == "✅ H-7 · closed"
 
 
 async def test_handoff_and_complaint_reach_the_agents_group(
@@ -152,7 +166,7 @@ async def test_erasure_leaves_no_name_in_the_agents_group(harness_factory: Harne
     await alice.press("Yes", await alice.ask("/forgetme", contains="really"))
     await alice.expect("has been erased")
     # A card edited a moment ago is refreshed by the refresher once the group's pace allows.
-    await topic_named(harness, group, handoff_card.thread_id, "H-1")
+    await topic_named(harness, group, handoff_card.thread_id, "✅ H-1 · closed")
     await topic_named(harness, group, complaint_card.thread_id, "🟡 C-000001 · open")
 
     def cards_without_personal_data() -> bool:

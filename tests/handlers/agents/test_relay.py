@@ -20,6 +20,7 @@ from tests.handlers.desk import (
     latest_handoff,
     open_handoff,
     start,
+    topic_named,
 )
 
 
@@ -33,7 +34,7 @@ async def test_forum_card_claim_and_relay_both_ways(harness_factory: HarnessFact
 
     assert card.thread_id is not None
     topic = group.topics[card.thread_id]
-    assert topic.name.startswith("Alice · H-")
+    assert topic.name.startswith("🙋 H-") and topic.name.endswith(" · Alice · waiting")
     assert "@alice_w" in card.text and "Customer since" in card.text
     assert "My parcel never arrived" in card.text  # the transcript
     assert "Claim" in card.button("Claim")["text"]
@@ -42,6 +43,12 @@ async def test_forum_card_claim_and_relay_both_ways(harness_factory: HarnessFact
     await sam.expect("Sam took this conversation", thread_id=card.thread_id)
     assert harness.fake.message(GROUP_ID, card.message_id).button("Sam is on it")
     await alice.expect("Sam from our team has joined")
+    await topic_named(
+        harness,
+        group,
+        card.thread_id,
+        topic.name.replace("🙋", "💬", 1).replace("waiting", "with Sam"),
+    )
 
     await alice.send("Hello, anyone?")
     relayed = await sam.expect("Hello, anyone?", thread_id=card.thread_id)
@@ -138,7 +145,7 @@ async def test_hostile_names_and_texts_are_shown_literally(harness_factory: Harn
     mallory = harness.customer("<b>Mal&lory</b>", username="mal")
     card = await open_handoff(harness, mallory, sam)
     assert "<b>Mal&lory</b>" in card.text
-    assert group.topics[card.thread_id].name.startswith("<b>Mal&lory</b> · H-")
+    assert " · <b>Mal&lory</b> · " in group.topics[card.thread_id].name
 
     await mallory.send("<script>&amp;")
     assert (await sam.expect("<script>")).text == "<b>Mal&lory</b>: <script>&amp;"

@@ -6,7 +6,14 @@ from crm_core.models import (
     HandoffStatus,
 )
 from tests.handlers.conftest import BOTH_DATABASES, HarnessFactory
-from tests.handlers.desk import GROUP_ID, card_shows, latest_handoff, open_handoff, start
+from tests.handlers.desk import (
+    GROUP_ID,
+    card_shows,
+    latest_handoff,
+    open_handoff,
+    start,
+    topic_named,
+)
 
 
 @BOTH_DATABASES
@@ -28,6 +35,7 @@ async def test_resolve_closes_topic_and_rating_with_comment_is_stored(
     assert group.topics[card.thread_id].closed
     # The reply auto-claimed it a moment ago: the card follows once it may be edited again.
     await card_shows(harness, card, buttons=["✅ Resolved by Sam"])
+    await topic_named(harness, group, card.thread_id, "✅ H-1 · Alice · closed")
     await alice.press("4", ask)
     await alice.expect("rating us 4/5")
     rated = await sam.expect("Alice rated", thread_id=card.thread_id)
