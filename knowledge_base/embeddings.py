@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import tempfile
@@ -76,13 +77,14 @@ class StaticEncoder:
     """Mean of token embeddings, L2-normalised (what WordLlama's ``embed(norm=True)`` does)."""
 
     def __init__(self) -> None:
-        from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
         weights, tokenizer, package_version = model_files()
         self.model_id = f"{MODEL_PACKAGE}-{MODEL_NAME}@{package_version}"
-        tables = load_file(str(weights))
-        self.table: np.ndarray = np.ascontiguousarray(next(iter(tables.values())), np.float32)
+        # Mapped, not read: only the pages of tokens actually seen are in memory, and they are
+        # the file's pages (shared by every process, given back under pressure). Read as
+        # float32, the 32,000 x 256 table was 32 MB of each process's RSS.
+        self.table: np.ndarray = _map_safetensors_table(weights)
         self.dimensions = int(self.table.shape[1])
         self.tokenizer: Any = Tokenizer.from_file(str(tokenizer))
         self.tokenizer.no_padding()
@@ -97,14 +99,37 @@ class StaticEncoder:
         for row, encoding in enumerate(encodings):
             if encoding.ids:
                 ids = np.minimum(np.asarray(encoding.ids, dtype=np.int64), last)
-                result[row] = self.table[ids].mean(axis=0)
+                result[row] = self.table[ids].astype(np.float32).mean(axis=0)
         norms = np.linalg.norm(result, axis=1, keepdims=True)
         return result / np.maximum(norms, 1e-12)
 
 
+def _map_safetensors_table(path: Path) -> np.ndarray:
+    """The file's one tensor as a read-only memory map (safetensors: an 8-byte little-endian
+    header length, a JSON header with dtype, shape and byte offsets, then the raw data)."""
+    dtypes: dict[str, type[np.floating[Any]]] = {"F16": np.float16, "F32": np.float32}
+    with path.open("rb") as file:
+        header_length = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(header_length))
+    tensors = [value for key, value in header.items() if key != "__metadata__"]
+    dtype = dtypes.get(tensors[0]["dtype"]) if len(tensors) == 1 else None
+    if dtype is None:
+        raise EmbeddingsUnavailable(f"{path.name}: expected one float16/float32 table")
+    tensor = tensors[0]
+    start, _ = tensor["data_offsets"]
+    return np.memmap(
+        path,
+        dtype=dtype,
+        mode="r",
+        offset=8 + header_length + start,
+        shape=tuple(tensor["shape"]),
+    )
+
+
 @functools.lru_cache(maxsize=1)
 def shared_encoder() -> StaticEncoder:
-    """One encoder per process (16 MB of weights), reused across reloads."""
+    """One encoder per process (its 16 MB table mapped from the package), reused across
+    reloads."""
     return StaticEncoder()
 
 

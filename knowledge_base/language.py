@@ -28,6 +28,9 @@ def _identifier(languages: tuple[str, ...]) -> Any:
     usable = [code for code in languages if code in known]
     if len(usable) >= 2:
         identifier.set_languages(usable)
+        # It keeps the full model (all 97 languages, 27 MB) to reset to; this one never
+        # resets (one identifier per set of languages), so keep only the restricted model.
+        identifier._full_model = identifier.nb_ptc, identifier.nb_pc, identifier.nb_classes
     return identifier
 
 
