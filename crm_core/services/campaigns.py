@@ -27,7 +27,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, case, cast, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Text,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -49,7 +61,8 @@ from crm_core.models import (
     RecipientGroup,
     RecipientStatus,
 )
-from crm_core.services._sql import unit_of_work
+from crm_core.services._sql import dialect_insert, unit_of_work
+from crm_core.services.app_state import get_state, set_state
 from crm_core.services.rfm import DEFAULT_WINDOW_DAYS, segment_for
 from crm_core.services.segments import SEGMENT_ORDER, score_source
 
@@ -744,6 +757,146 @@ async def record_press(
 
 
 # --------------------------------------------------------------------------------------------
+# Attribution: what recipients did after the message, tied to the campaign
+# --------------------------------------------------------------------------------------------
+
+# Windows that ended up to this long ago are still swept (a sweeper that was down catches up).
+ATTRIBUTION_GRACE = timedelta(days=7)
+ATTRIBUTION_OVERLAP = timedelta(minutes=10)
+ATTRIBUTION_STATE = "campaign_attribution"
+# What a reply is: the customer wrote (a button press is counted as such already).
+REPLY_KINDS = (InteractionKind.message, InteractionKind.command)
+
+
+@dataclass(frozen=True)
+class Attributed:
+    replies: int = 0  # inbound Interactions given the campaign's id
+    purchases: int = 0  # purchases recorded as the campaign's Interactions
+
+
+def purchase_key(purchase_id: int) -> str:
+    """A purchase is tied to one campaign at most (the newest whose window holds it)."""
+    return f"campaign-purchase:{purchase_id}"
+
+
+async def attribute_responses(*, session: AsyncSession, now: datetime | None = None) -> Attributed:
+    """Tie what treatment recipients did within a campaign's window (from their message to
+    ``started_at + attribution_days``) to the campaign: their inbound messages get its
+    ``campaign_id``, and each purchase becomes an internal Interaction of the campaign
+    (``details``: purchase id and amount). The newest campaign takes what two could claim.
+    Idempotent, so the sweep may run any number of times; the report's cohort figures still
+    count by time window for both cohorts alike (the hold-out gets no such rows)."""
+    now = now or utcnow()
+    replies = purchases = 0
+    mark = await get_state(session=session, key=ATTRIBUTION_STATE)
+    # Messages are looked at once (since the last run, with an overlap for transactions that
+    # committed late), not the whole window every sweep; purchases, fewer and sometimes
+    # imported late, are looked at over the whole window.
+    since = datetime.fromisoformat(mark["at"]) - ATTRIBUTION_OVERLAP if mark else None
+    async with unit_of_work(session):
+        recent = (
+            select(Campaign)
+            .where(
+                col(Campaign.started_at).is_not(None),
+                col(Campaign.started_at) >= now - timedelta(days=366) - ATTRIBUTION_GRACE,
+            )
+            .order_by(col(Campaign.started_at).desc(), col(Campaign.id).desc())
+        )
+        started = (await _core(session, recent)).scalars().all()
+        for campaign in started:
+            start = as_utc(campaign.started_at) if campaign.started_at else now
+            end = min(start + timedelta(days=campaign.attribution_days), now)
+            if campaign.id is None or end < now - ATTRIBUTION_GRACE or end <= start:
+                continue
+            replies += await _tie_replies(session, campaign.id, max(start, since or start), end)
+            purchases += await _tie_purchases(session, campaign.id, start, end)
+    await set_state(session=session, key=ATTRIBUTION_STATE, value={"at": now.isoformat()})
+    return Attributed(replies=replies, purchases=purchases)
+
+
+def _sent_before(campaign_id: int, customer: Any, moment: Any) -> Any:
+    """The customer was sent this campaign's message before ``moment``."""
+    recipient = CampaignRecipient
+    return exists().where(
+        col(recipient.campaign_id) == campaign_id,
+        col(recipient.customer_id) == customer,
+        col(recipient.cohort) == RecipientGroup.treatment,
+        col(recipient.status) == RecipientStatus.sent,
+        col(recipient.sent_at) <= moment,
+    )
+
+
+async def _tie_replies(
+    session: AsyncSession, campaign_id: int, start: datetime, end: datetime
+) -> int:
+    stmt = (
+        update(Interaction)
+        .where(
+            col(Interaction.kind).in_(REPLY_KINDS),
+            col(Interaction.occurred_at) >= start,
+            col(Interaction.campaign_id).is_(None),
+            col(Interaction.direction) == Direction.inbound,
+            col(Interaction.text).is_not(None),  # written; a button press is counted apart
+            col(Interaction.occurred_at) < end,
+            col(Interaction.customer_id).is_not(None),
+            _sent_before(campaign_id, col(Interaction.customer_id), col(Interaction.occurred_at)),
+        )
+        .values(campaign_id=campaign_id)
+        .execution_options(synchronize_session=False)
+    )
+    return int((await session.exec(stmt)).rowcount or 0)
+
+
+async def _tie_purchases(
+    session: AsyncSession, campaign_id: int, start: datetime, end: datetime
+) -> int:
+    key = literal("campaign-purchase:") + cast(col(Purchase.id), Text)
+    candidates = (
+        await _core(
+            session,
+            select(
+                col(Purchase.id),
+                col(Purchase.customer_id),
+                col(Purchase.amount_minor),
+                col(Purchase.currency),
+                col(Purchase.purchased_at),
+            ).where(
+                col(Purchase.purchased_at) >= start,
+                col(Purchase.purchased_at) < end,
+                _sent_before(campaign_id, col(Purchase.customer_id), col(Purchase.purchased_at)),
+                ~exists().where(col(Interaction.idempotency_key) == key),
+            ),
+        )
+    ).all()
+    rows = [
+        {
+            "customer_id": customer_id,
+            "channel": Channel.telegram.value,
+            "direction": Direction.internal.value,
+            "kind": InteractionKind.campaign.value,
+            "details": {
+                "event": "purchase",
+                "purchase_id": purchase_id,
+                "amount_minor": int(amount),
+                "currency": currency,
+            },
+            "occurred_at": as_utc(purchased_at),
+            "campaign_id": campaign_id,
+            "idempotency_key": purchase_key(purchase_id),
+        }
+        for purchase_id, customer_id, amount, currency, purchased_at in candidates
+    ]
+    for batch in range(0, len(rows), 500):
+        stmt = (
+            dialect_insert(session, Interaction)
+            .values(rows[batch : batch + 500])
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        )
+        await session.exec(stmt)
+    return len(rows)
+
+
+# --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
 
@@ -778,6 +931,8 @@ class CampaignReport:
     presses: int
     pending: int
     unknown: int  # cut off by a crash: maybe delivered, never resent
+    tied_replies: int = 0  # recipients' messages within the window, tied by the sweep
+    tied_purchases: int = 0  # recipients' purchases within the window, tied by the sweep
     by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -816,14 +971,23 @@ async def campaign_report(
         cohorts: dict[str, CohortFigures] = {}
         if start is not None and end is not None:
             cohorts = await _cohort_figures(session, campaign_id, start, min(end, now))
-        presses = await _scalar(
-            session,
-            select(func.count()).where(
-                col(Interaction.campaign_id) == campaign_id,
-                col(Interaction.direction) == Direction.inbound,
-                col(Interaction.kind) == InteractionKind.campaign,
-            ),
-        )
+        tied = (
+            await _core(
+                session,
+                select(
+                    count_where(
+                        col(Interaction.direction) == Direction.inbound,
+                        col(Interaction.kind) == InteractionKind.campaign,
+                    ),
+                    count_where(
+                        col(Interaction.direction) == Direction.inbound,
+                        col(Interaction.kind) != InteractionKind.campaign,
+                    ),
+                    count_where(col(Interaction.direction) == Direction.internal),
+                ).where(col(Interaction.campaign_id) == campaign_id),
+            )
+        ).one()
+        presses, tied_replies, tied_purchases = (int(n or 0) for n in tied)
         reasons = (
             await _core(
                 session,
@@ -853,10 +1017,16 @@ async def campaign_report(
         treatment=cohorts.get(RecipientGroup.treatment, CohortFigures()),
         holdout=cohorts.get(RecipientGroup.holdout, CohortFigures()),
         presses=presses,
+        tied_replies=tied_replies,
+        tied_purchases=tied_purchases,
         pending=pending,
         unknown=by_reason.get(UNKNOWN_AFTER_CRASH, 0),
         by_reason=by_reason,
     )
+
+
+def count_where(*conditions: Any) -> Any:
+    return func.coalesce(func.sum(case((and_(*conditions), 1), else_=0)), 0)
 
 
 async def _scalar(session: AsyncSession, stmt: Any) -> int:

@@ -24,6 +24,7 @@ from telegram.error import NetworkError, RetryAfter, TelegramError
 from crm_core.models import Campaign, InteractionKind
 from crm_core.services.campaigns import (
     Claimed,
+    attribute_responses,
     claim_next,
     finish_if_complete,
     mark_failed,
@@ -48,11 +49,16 @@ class SendOutcome:
 
 
 async def sweep_campaigns(context: DeskContext) -> None:
-    """Sweeper: settle claims cut off by a crash, then send the next batch."""
+    """Sweeper: settle claims cut off by a crash, tie recipients' replies and purchases to
+    their campaigns, then send the next batch."""
     config = context.deps.config
     await settle_stale_claims(
         session=context.session, older_than=timedelta(seconds=config.campaign_claim_seconds)
     )
+    try:
+        await attribute_responses(session=context.session)
+    except Exception:  # the figures wait for the next sweep; sending must not
+        log.exception("tying responses to campaigns failed")
     budget = config.campaign_batch_size
     slot = 1 / config.campaign_rate_per_second
     loop = asyncio.get_running_loop()

@@ -294,6 +294,8 @@ async def show_report(context: DeskContext, campaign_id: int) -> None:
         pending=report.pending,
         unknown=report.unknown,
         presses=report.presses,
+        tied_replies=report.tied_replies,
+        tied_purchases=report.tied_purchases,
         t_revenue=money(t.revenue_minor),
         h_revenue=money(h.revenue_minor),
         t_per=money(round(t.revenue_per_recipient)),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,8 +29,10 @@ from crm_core.models import (
 )
 from crm_core.services.campaigns import (
     UNKNOWN_AFTER_CRASH,
+    Attributed,
     Criteria,
     InvalidCampaign,
+    attribute_responses,
     audience,
     campaign_report,
     cancel_campaign,
@@ -346,6 +349,71 @@ async def test_the_report_measures_lift_against_the_holdout(session: AsyncSessio
     assert report.conversion_lift == pytest.approx(3.0)  # 40% vs 10%
     assert report.incremental_revenue_minor == pytest.approx(15000)
     assert report.pending == 10 and report.treatment.sent == 0
+
+
+async def test_replies_and_purchases_after_the_message_are_tied_to_the_campaign(
+    session: AsyncSession,
+) -> None:
+    ids = [await _customer(session, f"C{n}") for n in range(8)]
+    await session.commit()
+    started = NOW - timedelta(days=3)
+    campaign_id = await _campaign(session, holdout_share=0.5, attribution_days=7)
+    await start_sending(session=session, campaign_id=campaign_id, now=started)
+    cohorts = {r.customer_id: r.cohort for r in await _recipients(session, campaign_id)}
+    treated = sorted(c for c in ids if cohorts[c] == RecipientGroup.treatment)
+    held = sorted(c for c in ids if cohorts[c] == RecipientGroup.holdout)
+    sent_at = started + timedelta(hours=1)
+    await session.exec(
+        update(CampaignRecipient)
+        .where(
+            col(CampaignRecipient.campaign_id) == campaign_id,
+            col(CampaignRecipient.cohort) == RecipientGroup.treatment,
+        )
+        .values(status=RecipientStatus.sent, sent_at=sent_at)
+    )
+
+    def write(customer_id: int, at: datetime) -> None:
+        session.add(
+            Interaction(
+                customer_id=customer_id,
+                channel="telegram",
+                direction=Direction.inbound,
+                kind=InteractionKind.message,
+                text="about your offer",
+                occurred_at=at,
+            )
+        )
+
+    write(treated[0], sent_at + timedelta(hours=1))  # a reply: tied
+    write(treated[1], sent_at - timedelta(minutes=30))  # before their message: not
+    write(held[0], sent_at + timedelta(hours=1))  # held out, never sent: not
+    session.add(Purchase(customer_id=treated[0], amount_minor=5000, purchased_at=sent_at))
+    later = sent_at + timedelta(hours=2)
+    session.add(Purchase(customer_id=treated[2], amount_minor=700, purchased_at=later))
+    session.add(Purchase(customer_id=held[1], amount_minor=5000, purchased_at=later))
+    await session.commit()
+
+    assert await attribute_responses(session=session, now=NOW) == Attributed(replies=1, purchases=2)
+    assert await attribute_responses(session=session, now=NOW) == Attributed(0, 0)  # once
+    tied = (
+        await session.exec(
+            select(Interaction)
+            .where(col(Interaction.campaign_id) == campaign_id)
+            .order_by(col(Interaction.id))
+        )
+    ).all()
+    await session.commit()
+    reply = [i for i in tied if i.kind == InteractionKind.message]
+    bought = [i for i in tied if i.details.get("event") == "purchase"]
+    assert [i.customer_id for i in reply] == [treated[0]]
+    assert sorted((i.customer_id, i.details["amount_minor"]) for i in bought) == sorted(
+        [(treated[0], 5000), (treated[2], 700)]
+    )
+    assert all(i.direction == Direction.internal for i in bought)  # not a message from them
+    report = await campaign_report(session=session, campaign_id=campaign_id, now=NOW)
+    assert (report.tied_replies, report.tied_purchases, report.presses) == (1, 2, 0)
+    assert report.treatment.responded == 2  # wrote to us (before or after): the window's rule
+    assert report.holdout.responded == 1 and report.holdout.buyers == 1
 
 
 async def test_nobody_to_send_to_is_refused(session: AsyncSession, people: dict[str, int]) -> None:
