@@ -331,9 +331,9 @@ async def _handoff_view(
         html = context.deps.texts.render(
             "card_erased", context.deps.config.default_language, reference=reference
         )
-        name = handoff_topic_name(handoff.status, reference, None)
+        anonymous = handoff_topic_name(handoff.status, reference, None)
         return CardView(
-            handoff.chat_id, handoff.card_message_id, html, None, handoff.topic_id, name
+            handoff.chat_id, handoff.card_message_id, html, None, handoff.topic_id, anonymous
         )
     html = await handoff_card_html(context, handoff)
     markup = await handoff_card_markup(context, handoff, label)

@@ -17,12 +17,12 @@ from telegram.error import TelegramError
 from crm_core.clock import as_utc, utcnow
 from crm_core.services.agents import get_agent_by_telegram
 from crm_core.services.handoffs import DueReminder, claim_due_reminders, estimate_wait
-from handlers.agents.announce import HandoffSubject, post_html
+from handlers.agents.announce import HandoffSubject, Place, post_html, send_html_to
 from handlers.agents.cards import claim_keyboard, customer_name, handoff_reference
 from handlers.core.context import DeskContext
 from handlers.core.format import format_wait
 from handlers.core.membership import agent_chat_id
-from handlers.core.send import release, tell_customer
+from handlers.core.send import tell_customer
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,11 @@ async def escalate(context: DeskContext, reminder: DueReminder, now: datetime) -
         "supervisor_escalation", lang, reason=handoff.reason, link=link, **values
     )
     for supervisor_id in supervisors:
-        await release(context)
+        # Through the outbox like every message to a person: paced within the bot's budget,
+        # queued and retried when Telegram is away. A supervisor who never started the bot or
+        # blocked it is refused by Telegram; that stays in the outbox's record, not a retry.
         try:
-            await context.bot.send_message(supervisor_id, private, parse_mode="HTML")
-        except TelegramError as error:  # never started the bot, blocked it...
+            await send_html_to(context, Place(supervisor_id), private)
+        except TelegramError as error:
             log.warning("could not tell supervisor %s of handoff %s: %s", supervisor_id,
                         reminder.handoff_id, error)  # fmt: skip
