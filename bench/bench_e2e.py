@@ -236,7 +236,7 @@ async def open_claimed_handoffs(
     since = len(fake.messages)
     for n, card in enumerate(cards):
         assert card.thread_id is not None
-        name = group.topics[card.thread_id].name.split(" ·")[0]
+        name = group.topics[card.thread_id].name.split(" · ")[1]  # "🙋 H-5 · Name · waiting"
         topic_of[by_name[name].id] = card.thread_id
         fake.press(agents[n % len(agents)], card, "Claim")
     await wait_count(fake, since, lambda m: "took this conversation" in m.text, len(users))
