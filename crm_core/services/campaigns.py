@@ -1062,24 +1062,21 @@ async def _cohort_figures(
         col(Customer.marketing_opt_out_at) >= start, col(Customer.marketing_opt_out_at) < end
     )
 
-    def count_if(condition: Any) -> Any:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
     stmt = (
         select(
             col(recipient.cohort),
             func.count(),
-            count_if(col(recipient.status) == RecipientStatus.sent),
-            count_if(col(recipient.status) == RecipientStatus.failed),
-            count_if(
+            count_where(col(recipient.status) == RecipientStatus.sent),
+            count_where(col(recipient.status) == RecipientStatus.failed),
+            count_where(
                 and_(
                     col(recipient.status) == RecipientStatus.skipped,
                     col(recipient.reason) != "holdout",
                 )
             ),
-            count_if(responded),
-            count_if(opted),
-            count_if(bought.c.bought == 1),
+            count_where(responded),
+            count_where(opted),
+            count_where(bought.c.bought == 1),
             func.coalesce(func.sum(bought.c.revenue), 0),
         )
         .select_from(recipient)

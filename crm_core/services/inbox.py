@@ -410,29 +410,28 @@ async def claim_owners(*, session: AsyncSession) -> list[str]:
 async def release_updates(*, session: AsyncSession, update_ids: Sequence[int]) -> int:
     """Give back claimed updates that were never started (an instance stopping): claimable at
     once, and the claim does not count as an attempt."""
-    if not update_ids:
-        return 0
     col = InboxUpdate.__table__.c  # type: ignore[attr-defined]
-    stmt = (
-        update(InboxUpdate)
-        .where(col.update_id.in_(list(update_ids)), col.state == InboxState.pending.value)
-        .values(claimed_by=None, claimed_until=None, attempts=col.attempts - 1)
-    )
-    async with unit_of_work(session):
-        result = await session.exec(stmt)
-    return int(result.rowcount or 0)
+    return await _release(session, col.update_id, update_ids, attempts=col.attempts - 1)
 
 
 async def release_claims(*, session: AsyncSession, owners: Sequence[str]) -> int:
     """Make the updates claimed by ``owners`` (known to be gone) claimable at once, instead of
     when their leases run out."""
-    if not owners:
+    col = InboxUpdate.__table__.c  # type: ignore[attr-defined]
+    return await _release(session, col.claimed_by, owners)
+
+
+async def _release(
+    session: AsyncSession, column: Any, values: Sequence[Any], **changes: Any
+) -> int:
+    """Pending updates whose ``column`` is among ``values`` lose their claim."""
+    if not values:
         return 0
     col = InboxUpdate.__table__.c  # type: ignore[attr-defined]
     stmt = (
         update(InboxUpdate)
-        .where(col.claimed_by.in_(list(owners)), col.state == InboxState.pending.value)
-        .values(claimed_by=None, claimed_until=None)
+        .where(column.in_(list(values)), col.state == InboxState.pending.value)
+        .values(claimed_by=None, claimed_until=None, **changes)
     )
     async with unit_of_work(session):
         result = await session.exec(stmt)

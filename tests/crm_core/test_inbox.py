@@ -63,13 +63,24 @@ async def test_a_batch_claim_takes_one_update_per_chat_and_records_the_finished(
     assert again is not None and again.update_id == 2 and again.attempts == 1  # not counted
 
 
-async def test_concurrent_batch_claims_hand_out_each_update_once(
-    session_factory: SessionFactory,
-) -> None:
+async def _sixty_updates_in_seven_chats(session_factory: SessionFactory) -> None:
     async with session_factory() as session:
         await inbox.store_updates(
             session=session, updates=[_update(i, str(i % 7)) for i in range(1, 61)]
         )
+
+
+def _each_once_in_chat_order(handled: list[tuple[str, int]]) -> None:
+    assert sorted(u for _, u in handled) == list(range(1, 61))  # each exactly once
+    for chat in {c for c, _ in handled}:
+        ids = [u for c, u in handled if c == chat]
+        assert ids == sorted(ids), f"chat {chat} out of order: {ids}"
+
+
+async def test_concurrent_batch_claims_hand_out_each_update_once(
+    session_factory: SessionFactory,
+) -> None:
+    await _sixty_updates_in_seven_chats(session_factory)
     handled: list[tuple[str, int]] = []
 
     async def instance(name: str) -> None:
@@ -87,19 +98,13 @@ async def test_concurrent_batch_claims_hand_out_each_update_once(
                     await asyncio.sleep(0.005)
 
     await asyncio.wait_for(asyncio.gather(*(instance(f"i{n}") for n in range(3))), 60)
-    assert sorted(u for _, u in handled) == list(range(1, 61))  # each exactly once
-    for chat in {c for c, _ in handled}:
-        ids = [u for c, u in handled if c == chat]
-        assert ids == sorted(ids), f"chat {chat} out of order: {ids}"
+    _each_once_in_chat_order(handled)
 
 
 async def test_concurrent_claims_hand_out_each_update_once(
     session_factory: SessionFactory,
 ) -> None:
-    async with session_factory() as session:
-        await inbox.store_updates(
-            session=session, updates=[_update(i, str(i % 7)) for i in range(1, 61)]
-        )
+    await _sixty_updates_in_seven_chats(session_factory)
     handled: list[tuple[str, int]] = []
 
     async def worker(name: str) -> None:
@@ -115,10 +120,7 @@ async def test_concurrent_claims_hand_out_each_update_once(
                 await inbox.mark_done(session=session, update_id=claimed.update_id)
 
     await asyncio.wait_for(asyncio.gather(*(worker(f"w{n}") for n in range(4))), 60)
-    assert sorted(u for _, u in handled) == list(range(1, 61))  # each exactly once
-    for chat in {c for c, _ in handled}:
-        ids = [u for c, u in handled if c == chat]
-        assert ids == sorted(ids), f"chat {chat} out of order: {ids}"
+    _each_once_in_chat_order(handled)
 
 
 async def test_an_expired_lease_is_taken_over(session: AsyncSession) -> None:
