@@ -101,7 +101,9 @@ async def test_a_burst_of_50_changes_stays_within_the_budget_and_ends_on_the_las
     await a_minute_later(harness)
     await harness.sweep()
     await shows_final_state(harness, burst, card.message_id, forum)
-    assert len(edits_to_group(harness)) - announced <= BUDGET + 2  # one refresh more
+    # The new minute's edits are within the budget too (a refresh the refresher had due while
+    # the minute was being rewound counts in it as well).
+    assert len(edits_to_group(harness)) - announced - len(during) <= BUDGET
     not_modified = [r for r in harness.fake.requests if "not modified" in str(r.error or "")]
     assert not_modified == []
 
