@@ -21,10 +21,17 @@ from pydantic import SecretStr
 
 from bot.app import DeskApplication
 from bot.console import data
-from bot.console.actions import change_complaint_status
+from bot.console.actions import (
+    campaign_preview,
+    change_complaint_status,
+    new_campaign,
+    send_campaign,
+    stop_campaign,
+)
 from bot.console.auth import LoginRefused, Session, Sessions, same_secret, verify_login_widget
 from crm_core.errors import DomainError, NotFound
 from crm_core.models import ComplaintCategory, ComplaintStatus, Severity
+from crm_core.services.segments import SEGMENT_ORDER
 from handlers.core.send import Delivery
 
 COOKIE = "deskbot_console"
@@ -91,6 +98,10 @@ def add_console(app: web.Application, config: ConsoleConfig) -> None:
     r.add_get("/console/customers/{customer_id}", _signed_in(_customer))
     r.add_get("/console/gaps", _signed_in(_gaps))
     r.add_get("/console/campaigns", _signed_in(_campaigns))
+    r.add_post("/console/campaigns", _signed_in(_campaign_new))
+    r.add_get("/console/campaigns/{campaign_id}", _signed_in(_campaign))
+    r.add_post("/console/campaigns/{campaign_id}/send", _signed_in(_campaign_send))
+    r.add_post("/console/campaigns/{campaign_id}/cancel", _signed_in(_campaign_cancel))
     r.add_get("/console/api/stats", _signed_in(_stats_json))
 
 
@@ -361,7 +372,89 @@ async def _gaps(request: web.Request, session: Session) -> web.StreamResponse:
 
 
 async def _campaigns(request: web.Request, session: Session) -> web.StreamResponse:
-    """Read-only: the latest campaigns with their reports (they are written in Telegram)."""
+    """The latest campaigns with their reports, and the form for a new one."""
+    return await _campaigns_page(request, session)
+
+
+CAMPAIGN_FIELDS = ("name", "criteria", "template", "buttons", "holdout", "days")
+
+
+async def _campaigns_page(
+    request: web.Request,
+    session: Session,
+    *,
+    status: int = 200,
+    form: dict[str, str] | None = None,
+    problem: str | None = None,
+) -> web.StreamResponse:
     async with _session_factory(request)() as db:
         reports = await data.campaign_reports(db)
-    return _page(request, session, "campaigns.j2", reports=reports)
+    return _page(
+        request,
+        session,
+        "campaigns.j2",
+        status=status,
+        reports=reports,
+        form=form or {},
+        problem=problem,
+        segments=", ".join(SEGMENT_ORDER),
+    )
+
+
+async def _campaign_new(request: web.Request, session: Session) -> web.StreamResponse:
+    """The form, checked as ``/campaign new`` checks each answer: a draft, or the form again
+    with what was typed and the reason (nothing written)."""
+    form = await request.post()
+    fields = {name: str(form.get(name, ""))[:4000] for name in CAMPAIGN_FIELDS}
+    application = _state(request).config.application()
+    try:
+        campaign_id = await new_campaign(application, fields=fields, created_by=session.user_id)
+    except DomainError as error:
+        return await _campaigns_page(request, session, status=400, form=fields, problem=str(error))
+    session.flash.append(f"Campaign #{campaign_id} is saved as a draft: check it, then send it.")
+    raise web.HTTPSeeOther(f"/console/campaigns/{campaign_id}")
+
+
+def _campaign_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["campaign_id"])
+    except ValueError:
+        raise NotFound("There is no such campaign.") from None
+
+
+async def _campaign(request: web.Request, session: Session) -> web.StreamResponse:
+    """A campaign: its message for three real recipients and how many it reaches now; while a
+    draft, the buttons to send or drop it; once started, its report."""
+    application = _state(request).config.application()
+    try:
+        shown = await campaign_preview(application, _campaign_id(request))
+        async with _session_factory(request)() as db:
+            row = await data.campaign_row(db, shown.campaign)
+    except NotFound as error:
+        return _page(request, session, "missing.j2", status=404, message=str(error))
+    return _page(request, session, "campaign.j2", shown=shown, c=row)
+
+
+async def _campaign_send(request: web.Request, session: Session) -> web.StreamResponse:
+    campaign_id = _campaign_id(request)
+    try:
+        treatment, holdout = await send_campaign(_state(request).config.application(), campaign_id)
+    except DomainError as error:
+        session.flash.append(str(error))
+    else:
+        session.flash.append(
+            f"Campaign #{campaign_id} is being sent to {treatment} customers; {holdout} of the "
+            "segment are held out to measure it."
+        )
+    raise web.HTTPSeeOther(f"/console/campaigns/{campaign_id}")
+
+
+async def _campaign_cancel(request: web.Request, session: Session) -> web.StreamResponse:
+    campaign_id = _campaign_id(request)
+    try:
+        left = await stop_campaign(_state(request).config.application(), campaign_id)
+    except DomainError as error:
+        session.flash.append(str(error))
+    else:
+        session.flash.append(f"Campaign #{campaign_id} is cancelled: {left} will not be sent.")
+    raise web.HTTPSeeOther(f"/console/campaigns/{campaign_id}")

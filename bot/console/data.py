@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crm_core.clock import utcnow
 from crm_core.models import (
+    Campaign,
     Complaint,
     ComplaintCategory,
     ComplaintStatus,
@@ -194,31 +195,36 @@ async def knowledge_gaps(session: AsyncSession, days: int) -> list[dict[str, Any
 
 async def campaign_reports(session: AsyncSession, limit: int = 20) -> list[dict[str, Any]]:
     """The latest campaigns, each with its report's figures ready to show."""
-    rows = []
-    for campaign in await list_campaigns(session=session, limit=limit):
-        assert campaign.id is not None
-        report = await campaign_report(session=session, campaign_id=campaign.id)
-        t, h = report.treatment, report.holdout
-        rows.append(
-            {
-                "id": campaign.id,
-                "name": campaign.name,
-                "status": str(campaign.status),
-                "started": report.window_start,
-                "days": campaign.attribution_days,
-                "t": t,
-                "h": h,
-                "presses": report.presses,
-                "pending": report.pending,
-                "unknown": report.unknown,
-                "t_per": format_money(round(t.revenue_per_recipient), None),
-                "h_per": format_money(round(h.revenue_per_recipient), None),
-                "lift": _lift(report.revenue_lift),
-                "conversion_lift": _lift(report.conversion_lift),
-                "incremental": format_money(round(report.incremental_revenue_minor), None),
-            }
-        )
-    return rows
+    return [
+        await campaign_row(session, campaign)
+        for campaign in await list_campaigns(session=session, limit=limit)
+    ]
+
+
+async def campaign_row(session: AsyncSession, campaign: Campaign) -> dict[str, Any]:
+    """One campaign's report figures, ready to show."""
+    assert campaign.id is not None
+    report = await campaign_report(session=session, campaign_id=campaign.id)
+    t, h = report.treatment, report.holdout
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "status": str(campaign.status),
+        "started": report.window_start,
+        "days": campaign.attribution_days,
+        "t": t,
+        "h": h,
+        "presses": report.presses,
+        "tied_replies": report.tied_replies,
+        "tied_purchases": report.tied_purchases,
+        "pending": report.pending,
+        "unknown": report.unknown,
+        "t_per": format_money(round(t.revenue_per_recipient), None),
+        "h_per": format_money(round(h.revenue_per_recipient), None),
+        "lift": _lift(report.revenue_lift),
+        "conversion_lift": _lift(report.conversion_lift),
+        "incremental": format_money(round(report.incremental_revenue_minor), None),
+    }
 
 
 def _lift(value: float | None) -> str:

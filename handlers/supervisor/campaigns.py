@@ -171,7 +171,9 @@ async def show_preview(context: DeskContext, campaign_id: int) -> None:
     await reply_preview(context, campaign)
 
 
-async def reply_preview(context: DeskContext, campaign: Campaign) -> None:
+async def preview(context: DeskContext, campaign: Campaign) -> tuple[int, list[dict[str, Any]]]:
+    """How many the campaign reaches now, and its message rendered for three of them (with
+    the reason where it cannot be filled in): for ``/campaign preview`` and the console."""
     found = await audience(session=context.session, criteria=Criteria.from_json(campaign.criteria))
     samples = []
     for customer in found.sample:
@@ -187,6 +189,11 @@ async def reply_preview(context: DeskContext, campaign: Campaign) -> None:
                 "problem": problem,
             }
         )
+    return found.count, samples
+
+
+async def reply_preview(context: DeskContext, campaign: Campaign) -> None:
+    count, samples = await preview(context, campaign)
     await reply(
         context,
         "supervisor_campaign_preview",
@@ -194,8 +201,8 @@ async def reply_preview(context: DeskContext, campaign: Campaign) -> None:
         name=campaign.name,
         status=campaign.status,
         criteria=describe_criteria(campaign.criteria),
-        count=found.count,
-        holdout=round(found.count * campaign.holdout_share),
+        count=count,
+        holdout=round(count * campaign.holdout_share),
         share=share(campaign.holdout_share),
         buttons=describe_buttons(campaign.buttons),
         samples=samples,

@@ -14,8 +14,13 @@ import pytest
 
 from bot.console.auth import LoginRefused, sign_login_widget, verify_login_widget
 from bot.sandbox.run import Sandbox
-from crm_core.models import ComplaintStatus, Direction, InteractionKind
-from crm_core.services.campaigns import create_campaign, parse_criteria_text, start_sending
+from crm_core.models import CampaignStatus, ComplaintStatus, Direction, InteractionKind
+from crm_core.services.campaigns import (
+    create_campaign,
+    get_campaign,
+    parse_criteria_text,
+    start_sending,
+)
 from crm_core.services.complaints import file_complaint, get_complaint
 from crm_core.services.customers import identify_customer
 from crm_core.services.interactions import log_interaction
@@ -297,3 +302,59 @@ async def test_the_campaigns_page_shows_each_campaigns_report(
     )
     treatment, _ = sending
     assert f"0 / {treatment} ({treatment} to go)" in page and "sending" in page
+
+
+async def test_a_campaign_is_written_previewed_and_sent_from_the_console(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    async with sandbox.app.deps.session_factory() as session:
+        for n in range(4):
+            await identify_customer(
+                session=session, channel="telegram", external_id=f"41{n}", name=f"Ann{n} K"
+            )
+    await _sign_in(http, sandbox)
+    token = await _csrf(http, "/console/campaigns")
+    form = {
+        "csrf": token,
+        "name": "Spring",
+        "criteria": "all",
+        "template": "Hi {{ first_name }}, {{ nonsense.field }}",
+        "buttons": "stop",
+        "holdout": "25",
+        "days": "7",
+    }
+    refused = await http.post("/console/campaigns", data=form, allow_redirects=False)
+    page = await refused.text()
+    assert refused.status == 400 and "cannot be filled in" in page  # the reason, and
+    assert "Spring" in page  # what was typed is kept
+    bad_buttons = await http.post(
+        "/console/campaigns", data={**form, "template": "Hi", "buttons": "ring"}
+    )
+    assert bad_buttons.status == 400 and "Unknown button" in await bad_buttons.text()
+
+    saved = await http.post(
+        "/console/campaigns",
+        data={**form, "template": "Hi {{ first_name }}, spring is here"},
+        allow_redirects=False,
+    )
+    assert saved.status == 303
+    location = saved.headers["Location"]
+    draft = await (await http.get(location)).text()
+    assert "is saved as a draft" in draft and "It reaches <b>4</b> customers" in draft
+    assert re.search(r"Hi Ann\d, spring is here", draft)  # the message for real recipients
+    assert "(draft)" in draft
+
+    forged = await http.post(f"{location}/send", data={"csrf": "nope"})
+    assert forged.status == 403
+    sent = await (await http.post(f"{location}/send", data={"csrf": token})).text()
+    assert "is being sent to 3 customers; 1 of the segment are held out" in sent
+    again = await (await http.post(f"{location}/send", data={"csrf": token})).text()
+    assert "not a draft" in again  # a second press sends nobody twice
+    async with sandbox.app.deps.session_factory() as session:
+        campaign = await get_campaign(session=session, campaign_id=int(location.split("/")[-1]))
+    assert (campaign.status, campaign.holdout_share, campaign.attribution_days) == (
+        CampaignStatus.sending,
+        0.25,
+        7,
+    )
+    assert campaign.buttons == [{"kind": "stop"}]
