@@ -10,11 +10,9 @@ from typing import Any
 from bot.app import DeskApplication
 from crm_core.models import ActorType, Campaign
 from crm_core.services.campaigns import (
-    Criteria,
     InvalidCampaign,
     cancel_campaign,
     check_measurement,
-    create_campaign,
     get_campaign,
     start_sending,
 )
@@ -23,6 +21,7 @@ from handlers.core.context import DeskContext, update_scope
 from handlers.core.send import Delivery
 from handlers.supervisor.campaigns import (
     STEPS,
+    create_from_answers,
     describe_buttons,
     describe_criteria,
     preview,
@@ -74,15 +73,8 @@ async def new_campaign(
         for step in STEPS:
             answer = fields.get(step, "").strip()
             await take_step(context, step, answer or ("none" if step == "buttons" else ""), data)
-        campaign = await create_campaign(
-            session=context.session,
-            name=data["name"],
-            criteria=Criteria.from_json(data["criteria"]),
-            template=data["template"],
-            buttons=data["buttons"],
-            created_by=created_by,
-            holdout_share=holdout,
-            attribution_days=days,
+        campaign = await create_from_answers(
+            context, data, created_by=created_by, holdout_share=holdout, attribution_days=days
         )
         assert campaign.id is not None
         return campaign.id

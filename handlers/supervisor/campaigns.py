@@ -387,16 +387,25 @@ async def take_step(context: DeskContext, step: str, text: str, data: dict[str, 
     return STEPS[following] if following < len(STEPS) else None
 
 
-async def finish(
-    update: Update, context: DeskContext, data: dict[str, Any], *, created_by: int
-) -> None:
-    campaign = await create_campaign(
+async def create_from_answers(
+    context: DeskContext, data: dict[str, Any], *, created_by: int | None, **measurement: Any
+) -> Campaign:
+    """The draft from the checked answers of every step (``take_step``): the flow's last
+    step, and the console's form."""
+    return await create_campaign(
         session=context.session,
         name=data["name"],
         criteria=Criteria.from_json(data["criteria"]),
         template=data["template"],
         buttons=data["buttons"],
         created_by=created_by,
+        **measurement,
     )
+
+
+async def finish(
+    update: Update, context: DeskContext, data: dict[str, Any], *, created_by: int
+) -> None:
+    campaign = await create_from_answers(context, data, created_by=created_by)
     await end_flow(update, context)
     await reply_preview(context, campaign)
