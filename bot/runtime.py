@@ -98,6 +98,7 @@ async def _serve_http(
         webhook_path=urlsplit(settings.webhook_url or "").path if webhook else None,
         secret_token=secret.get_secret_value() if secret else None,
         api_application=application if settings.api_enabled else None,
+        api_requests_per_minute=settings.api_requests_per_minute,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

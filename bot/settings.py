@@ -304,6 +304,12 @@ class Settings(BaseSettings):
         default=True,
         description="Serve the REST API (/api/v1, /api/openapi.json) on the HTTP server.",
     )
+    api_requests_per_minute: int = Field(
+        default=600,
+        ge=1,
+        le=1_000_000,
+        description="Requests a minute per API key and instance; beyond it 429 with Retry-After.",
+    )
 
     @property
     def polling_http_port(self) -> int | None:

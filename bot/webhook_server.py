@@ -44,6 +44,7 @@ def build_web_app(
     webhook_path: str | None = None,
     secret_token: str | None = None,
     api_application: DeskApplication | None = None,
+    api_requests_per_minute: int | None = None,
 ) -> web.Application:
     """The aiohttp app; with ``webhook_path`` (and ``runtime``) it also receives updates, with
     ``api_application`` (the running bot) it serves the REST API."""
@@ -51,7 +52,7 @@ def build_web_app(
     if api_application is not None:
         from bot.api import add_api  # its models and schema are built only when served
 
-        add_api(app, api_application)
+        add_api(app, api_application, requests_per_minute=api_requests_per_minute)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")

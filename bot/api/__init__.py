@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bot.api.endpoints import ENDPOINTS
 from bot.api.openapi import build_openapi
-from bot.api.routing import APPLICATION, api_problem_middleware, serve
+from bot.api.routing import APPLICATION, RATES, KeyRates, api_problem_middleware, serve
 from bot.app import DeskApplication
 
 OPENAPI_PATH = "/api/openapi.json"
@@ -27,10 +27,15 @@ def _version() -> str:
         return "0"
 
 
-def add_api(app: web.Application, application: DeskApplication) -> None:
+def add_api(
+    app: web.Application, application: DeskApplication, *, requests_per_minute: int | None = None
+) -> None:
     """Mount the API on ``app``; ``application`` is the running bot (its database, its
-    Telegram connection for telling customers)."""
+    Telegram connection for telling customers); ``requests_per_minute`` per key (None: no
+    limit)."""
     app[APPLICATION] = application
+    if requests_per_minute is not None:
+        app[RATES] = KeyRates(requests_per_minute)
     app.middlewares.append(api_problem_middleware())
     document = json.dumps(build_openapi(ENDPOINTS, version=_version())).encode()
 

@@ -20,6 +20,7 @@ SECURITY = "bearerKey"
 AUTH_PROBLEMS = {
     401: "no API key, or an unknown or revoked one",
     403: "the key lacks the operation's scope (named in `scope`)",
+    429: "the key's requests a minute are used up; `Retry-After` says when to retry",
 }
 INPUT_PROBLEMS = {422: "invalid parameters or body; `errors` names each field"}
 BODY_PROBLEMS = {

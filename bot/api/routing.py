@@ -1,7 +1,8 @@
 """How an API request is served: one declarative :class:`Endpoint` per operation, from which
 both the aiohttp route and the OpenAPI document are made (so they cannot disagree).
 
-Order of checks, each answered as problem details: the bearer key (401), its scope (403), the
+Order of checks, each answered as problem details: the bearer key (401), its requests a minute
+(429, ``DESKBOT_API_REQUESTS_PER_MINUTE`` per key and instance), its scope (403), the
 path and query parameters and the body (400/415/422), then the handler (404, 409, 422 from the
 services). Every request is one database session (an ``update_scope``, as a Telegram update
 gets), so that a handler can reuse the bot's own code paths (``DeskContext``)."""
@@ -12,6 +13,8 @@ import base64
 import binascii
 import json
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,6 +38,7 @@ from crm_core.services.api_keys import authenticate
 from handlers.core.context import DeskContext, update_scope
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("bot.api.access")
 
 APPLICATION: web.AppKey[DeskApplication] = web.AppKey("api_application")
 REALM = 'Bearer realm="deskbot"'
@@ -87,21 +91,61 @@ class Endpoint:
     description: str = ""
 
 
+@dataclass
+class KeyRates:
+    """Requests a minute per API key in this instance: a token bucket per key, so a burst of
+    up to a minute's worth goes through and the rest is refused (429) until it refills."""
+
+    per_minute: int
+    _buckets: dict[int, tuple[float, float]] = field(default_factory=dict)  # id: tokens, at
+
+    def take(self, key_id: int, now: float) -> float:
+        """0 when this request may go; else the seconds until one more may."""
+        rate = self.per_minute / 60
+        tokens, at = self._buckets.get(key_id, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - at) * rate)
+        if tokens >= 1:
+            self._buckets[key_id] = (tokens - 1, now)
+            return 0.0
+        self._buckets[key_id] = (tokens, now)
+        return (1 - tokens) / rate
+
+
+RATES: web.AppKey[KeyRates] = web.AppKey("api_rates")
+
+
 def serve(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
         application = request.app[APPLICATION]
+        key_name = "-"
         try:
             async with update_scope(application.deps.session_factory) as scope:
                 call = await _admit(request, endpoint, application, scope.session)
+                key_name = call.key.name
                 reply = await _run(endpoint, call)
         except ProblemError as refused:
-            return problem_response(request, refused.problem, refused.headers)
-        return web.Response(
-            status=reply.status,
-            body=reply.body.model_dump_json(),
-            content_type="application/json",
-            headers=reply.headers,
+            response: web.StreamResponse = problem_response(
+                request, refused.problem, refused.headers
+            )
+        else:
+            response = web.Response(
+                status=reply.status,
+                body=reply.body.model_dump_json(),
+                content_type="application/json",
+                headers=reply.headers,
+            )
+        # The access log: the path holds ids and references only (searches are in the query,
+        # which is left out: it may hold a phone number or an e-mail address).
+        access_log.info(
+            "%s %s %d %.1f ms key=%s",
+            request.method,
+            request.path,
+            response.status,
+            (time.monotonic() - started) * 1000,
+            key_name,
         )
+        return response
 
     return handle
 
@@ -110,6 +154,20 @@ async def _admit(
     request: web.Request, endpoint: Endpoint, application: DeskApplication, session: AsyncSession
 ) -> Call:
     key = await _key(request, session)
+    rates = request.app.get(RATES)
+    wait = rates.take(key.id or 0, time.monotonic()) if rates is not None else 0.0
+    if wait > 0:
+        assert rates is not None
+        raise ProblemError(
+            problem(
+                429,
+                "Too many requests",
+                f"This key ({key.name}) may make {rates.per_minute} requests a minute here; "
+                f"retry in {math.ceil(wait)} s.",
+                "rate-limited",
+            ),
+            {"Retry-After": str(math.ceil(wait))},
+        )
     if endpoint.scope.value not in key.scopes:
         refused = problem(
             403,

@@ -72,13 +72,14 @@ class Api:
             return counts
 
 
-async def serve_api(harness: Harness) -> tuple[web.AppRunner, str]:
+async def serve_api(harness: Harness, **options: Any) -> tuple[web.AppRunner, str]:
     assert harness.runtime is not None
     app = build_web_app(
         runtime=harness.runtime,
         metrics=DeskMetrics(),
         session_factory=harness.session_factory,
         api_application=harness.app,
+        **options,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -4,15 +4,18 @@ problem details, and a complaint's status change reaching the customer in Telegr
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
+import pytest
 import schemathesis
 from sqlmodel import col, select
 
 from crm_core.models import ApiScope, Complaint
 from crm_core.services.privacy import forget_customer
-from tests.bot.api.conftest import ALL_SCOPES, Api
+from tests.bot.api.conftest import ALL_SCOPES, Api, serve_api
 from tests.handlers.conftest import BOTH_DATABASES
 
 pytestmark = BOTH_DATABASES
@@ -388,3 +391,32 @@ async def test_a_complaint_sent_again_under_its_external_id_is_filed_once(api: A
     for _ in range(2):
         assert (await api.client.post(path, json=body, headers=headers)).status == 201
     assert (await api.counts())["Complaint"] == 3
+
+
+async def test_a_key_over_its_requests_a_minute_is_told_when_to_retry_and_others_go_on(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner, url = await serve_api(api.harness, api_requests_per_minute=2)
+    try:
+        async with aiohttp.ClientSession(base_url=url) as client:
+            busy, other = await api.key("read"), await api.key("read")
+            caplog.set_level(logging.INFO, logger="bot.api.access")
+            answers = [
+                await client.get("/api/v1/customers", params={"q": "+4915112345678"}, headers=busy)
+                for _ in range(3)
+            ]
+            assert [a.status for a in answers] == [200, 200, 429]
+            refused = await answers[2].json()
+            assert (
+                refused["type"].endswith("rate-limited")
+                and "2 requests a minute" in (refused["detail"])
+            )
+            assert 1 <= int(answers[2].headers["Retry-After"]) <= 30
+            elsewhere = await client.get("/api/v1/customers", params={"q": "Ann"}, headers=other)
+            assert elsewhere.status == 200
+    finally:
+        await runner.cleanup()
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.api.access"]
+    assert len(lines) == 4 and lines[2].startswith("GET /api/v1/customers 429 ")
+    assert "key=key1" in lines[0] and "key=key2" in lines[3]
+    assert all("4915112345678" not in line for line in lines)  # the query is not logged
