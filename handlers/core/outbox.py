@@ -20,6 +20,7 @@ one, so it is an index lookup (``ix_outbox_pending_chat``, pending rows only).
 from __future__ import annotations
 
 import asyncio
+import base64
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -260,16 +261,20 @@ _TYPES: dict[str, type[TelegramObject]] = {
     )
 }
 _TYPE_KEY = "_tg"
+_BYTES_KEY = "_bytes"  # a file sent as its content (a document, a photo): base64
 
 
 def to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """PTB keyword arguments as JSON (Telegram objects as their dicts, tagged with their type)."""
+    """PTB keyword arguments as JSON (Telegram objects as their dicts, tagged with their type;
+    a file's bytes as base64, so a document waits in the outbox like a message)."""
     stored: dict[str, Any] = {}
     for name, value in kwargs.items():
         if value is None:
             continue
         if isinstance(value, TelegramObject):
             stored[name] = {_TYPE_KEY: type(value).__name__, **value.to_dict()}
+        elif isinstance(value, bytes | bytearray):
+            stored[name] = {_BYTES_KEY: base64.b64encode(value).decode("ascii")}
         else:
             stored[name] = value
     return stored
@@ -282,6 +287,8 @@ def from_json(payload: dict[str, Any], bot: Bot | ExtBot[Any]) -> dict[str, Any]
             data = dict(value)
             cls = _TYPES[data.pop(_TYPE_KEY)]
             kwargs[name] = cls.de_json(data, bot)
+        elif isinstance(value, dict) and set(value) == {_BYTES_KEY}:
+            kwargs[name] = base64.b64decode(value[_BYTES_KEY])
         else:
             kwargs[name] = value
     return kwargs

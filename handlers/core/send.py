@@ -36,7 +36,14 @@ from crm_core.services.interactions import add_interaction_no_commit
 from crm_core.services.outbox import OutgoingMessage
 from crm_core.services.transactions import single_write
 from handlers.core.context import DeskContext, current_scope
-from handlers.core.outbox import PendingChats, Priority, Send, send_or_queue, write_rows
+from handlers.core.outbox import (
+    PendingChats,
+    Priority,
+    Send,
+    record_rows_only,
+    send_or_queue,
+    write_rows,
+)
 from handlers.core.texts import split_telegram_html
 
 log = logging.getLogger(__name__)
@@ -246,6 +253,31 @@ async def release_read_transaction(session: AsyncSession) -> None:
 async def release(context: DeskContext) -> None:
     """:func:`release_read_transaction` for this update's session."""
     await release_read_transaction(context.session)
+
+
+async def send_file(
+    context: DeskContext,
+    method: str,
+    *,
+    priority: Priority,
+    customer_id: int | None = None,
+    **kwargs: Any,
+) -> list[int]:
+    """A document or photo (``method``: ``send_document``, ``send_photo``; its content as
+    bytes in ``kwargs``) through the outbox, like every message: sent now, or queued with its
+    content when Telegram cannot take it and delivered later. Returns the ids of what was
+    sent now (none when it was queued)."""
+    await release(context)
+    outcome = await send_or_queue(
+        context.bot,
+        session=context.session,
+        pending=context.deps.outbox,
+        sends=[Send(method, kwargs)],
+        priority=priority,
+        record=record_rows_only(context.session),
+        customer_id=customer_id,
+    )
+    return outcome.message_ids
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,7 +46,14 @@ from handlers.core.context import DeskContext
 from handlers.core.format import button_label, format_when, status_label
 from handlers.core.inbound import inbound_key
 from handlers.core.keyboards import inline_button
-from handlers.core.send import answer_query, drop_buttons, plain_text, reply
+from handlers.core.send import (
+    Priority,
+    answer_query,
+    drop_buttons,
+    plain_text,
+    reply,
+    send_file,
+)
 from handlers.core.texts import Texts
 from handlers.customer.menu import menu_button_filter
 
@@ -193,12 +200,16 @@ async def my_data(update: Update, context: DeskContext) -> None:
     payload = json.dumps(data, ensure_ascii=False, indent=2).encode()
     caption = context.deps.texts.render("mydata_caption", context.lang)
     scope = context.scope
-    message = await context.bot.send_document(
+    message_ids = await send_file(
+        context,
+        "send_document",
+        priority=Priority.CUSTOMER,
+        customer_id=customer_id,
         chat_id=chat.id,
         document=payload,
         filename=EXPORT_FILENAME,
         caption=caption,
-        parse_mode=ParseMode.HTML,
+        parse_mode=ParseMode.HTML.value,
     )
     await log_interaction(
         session=context.session,
@@ -209,7 +220,7 @@ async def my_data(update: Update, context: DeskContext) -> None:
         text=plain_text(caption),
         details={
             "chat_id": chat.id,
-            "message_ids": [message.message_id],
+            "message_ids": message_ids,  # none yet when it waits in the outbox
             "template": "mydata_caption",
             "document": EXPORT_FILENAME,
             "bytes": len(payload),

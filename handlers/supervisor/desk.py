@@ -13,7 +13,7 @@ from crm_core.services.export import export_csv_text
 from handlers.core.context import DeskContext
 from handlers.core.format import format_wait, status_label
 from handlers.core.guards import supervisor_only
-from handlers.core.send import release, reply
+from handlers.core.send import Priority, release, reply, send_file
 from handlers.supervisor.figures import value
 from handlers.supervisor.stats import period_of
 
@@ -82,7 +82,14 @@ async def on_export(update: Update, context: DeskContext) -> None:
         (f"complaints_{stem}.csv", complaints),
         (f"conversations_{stem}.csv", conversations),
     ):
-        await context.bot.send_document(chat.id, document=text.encode(), filename=name)
+        await send_file(
+            context,
+            "send_document",
+            priority=Priority.AGENTS,
+            chat_id=chat.id,
+            document=text.encode(),
+            filename=name,
+        )
     await reply(
         context,
         "supervisor_export",

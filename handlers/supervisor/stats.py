@@ -22,7 +22,7 @@ from handlers.core.context import DeskContext
 from handlers.core.format import format_when, status_label
 from handlers.core.guards import supervisor_only
 from handlers.core.keyboards import chunked
-from handlers.core.send import answer_query, release, reply
+from handlers.core.send import Priority, answer_query, release, reply, send_file
 from handlers.supervisor.figures import KINDS, with_change
 
 BEHIND_LIMIT = 15
@@ -105,13 +105,16 @@ async def send_chart(update: Update, context: DeskContext, text: str | None) -> 
     assert chat is not None
     message = update.effective_message
     thread = message.message_thread_id if message and message.is_topic_message else None
-    await context.bot.send_photo(
-        chat.id,
+    await send_file(
+        context,
+        "send_photo",
+        priority=Priority.AGENTS,
+        chat_id=chat.id,
         photo=png,
         caption=context.deps.texts.render(
             "supervisor_chart_caption", context.lang, label=period.label
         ),
-        parse_mode=ParseMode.HTML,
+        parse_mode=ParseMode.HTML.value,
         message_thread_id=thread,
     )
 

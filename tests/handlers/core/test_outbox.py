@@ -5,6 +5,7 @@ lost, nothing arrives twice, every chat gets its messages in order."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 from sqlmodel import col, select
@@ -194,4 +195,25 @@ async def test_messages_queued_while_telegram_is_down_survive_a_restart(
     first = await alice.expect("I forgot my password", timeout=15)
     second = await alice.expect("Cookies and tracking", timeout=15)
     assert first.message_id < second.message_id
+    await wait_until_outbox_empty(harness)
+
+
+async def test_a_document_asked_for_while_telegram_is_down_arrives_whole_later(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = await harness_factory(**FAST_RETRIES)
+    alice = harness.customer("Alice")
+    await alice.ask("/email alice@example.com", contains="noted")
+    harness.fake.inject_faults(1.0, kinds=["500"], methods=["sendDocument"])  # Telegram is down
+
+    await alice.send("/mydata")
+    await harness.settle()
+    (queued,) = [row for row in await outbox_rows(harness) if row.method == "send_document"]
+    assert queued.status == OutboxStatus.pending  # its content waits in the database
+    harness.fake.inject_faults(0)  # Telegram is back
+
+    document = await alice.expect("everything we store", timeout=15)
+    assert document.method == "sendDocument"
+    data = json.loads(harness.fake.files[document.data["document"]["file_id"]])
+    assert data["customer"]["email"] == "alice@example.com"
     await wait_until_outbox_empty(harness)
