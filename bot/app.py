@@ -165,8 +165,8 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
 
     def __init__(self, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES) -> None:
         super().__init__(max_concurrent_updates)
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._users: Counter[int] = Counter()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: Counter[str] = Counter()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = _ordering_key(update)
@@ -190,12 +190,25 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         pass
 
 
-def _ordering_key(update: object) -> int | None:
-    if not isinstance(update, Update):
-        return None
+def order_key(update: Update) -> str:
+    """Updates with the same key are handled one at a time, in order: one chat, or in a forum
+    group one topic (each handoff and complaint has its own, so the agents of 200 open
+    conversations are not served in single file through the one group; a topic's messages,
+    its card's buttons and its commands still keep their order)."""
     if update.effective_chat is not None:
-        return update.effective_chat.id
-    return update.effective_user.id if update.effective_user is not None else None
+        message = update.effective_message
+        if getattr(message, "is_topic_message", False) and message.message_thread_id:  # type: ignore[union-attr]
+            return f"{update.effective_chat.id}:{message.message_thread_id}"  # type: ignore[union-attr]
+        return str(update.effective_chat.id)
+    if update.effective_user is not None:
+        return str(update.effective_user.id)
+    return f"update:{update.update_id}"
+
+
+def _ordering_key(update: object) -> str | None:
+    """The inbox's order key (so that what the inbox lets run side by side, one forum topic
+    beside another, is not serialised again here)."""
+    return order_key(update) if isinstance(update, Update) else None
 
 
 def desk_config_from_settings(settings: Settings) -> DeskConfig:

@@ -40,7 +40,7 @@ from typing import Any
 from telegram import Update
 from telegram.error import Conflict, InvalidToken
 
-from bot.app import DeskApplication
+from bot.app import DeskApplication, order_key
 from bot.metrics import DeskMetrics
 from bot.settings import ConfigurationError, Settings
 from crm_core.clock import utcnow
@@ -65,21 +65,6 @@ class PollingLockHeld(ConfigurationError):
 
 class PollingConflict(ConfigurationError):
     """Telegram refused getUpdates: something outside this database polls the same token."""
-
-
-def order_key(update: Update) -> str:
-    """Updates with the same key are handled one at a time, in order: one chat, or in a forum
-    group one topic (each handoff and complaint has its own, so the agents of 200 open
-    conversations are not served in single file through the one group; a topic's messages,
-    its card's buttons and its commands still keep their order)."""
-    if update.effective_chat is not None:
-        message = update.effective_message
-        if getattr(message, "is_topic_message", False) and message.message_thread_id:  # type: ignore[union-attr]
-            return f"{update.effective_chat.id}:{message.message_thread_id}"  # type: ignore[union-attr]
-        return str(update.effective_chat.id)
-    if update.effective_user is not None:
-        return str(update.effective_user.id)
-    return f"update:{update.update_id}"
 
 
 def incoming(update: Update, payload: Mapping[str, Any]) -> IncomingUpdate:
