@@ -56,8 +56,8 @@ from handlers.agents.cards import (
 from handlers.core.context import DeskContext
 from handlers.core.format import display_name, utf16_len
 from handlers.core.membership import agent_chat_id, follow_migration
-from handlers.core.outbox import Send, record_rows_only, send_or_queue
-from handlers.core.send import Priority, plain_text, release
+from handlers.core.outbox import Send
+from handlers.core.send import Priority, plain_text, release, send_unlogged
 from handlers.core.texts import split_telegram_html
 
 log = logging.getLogger(__name__)
@@ -125,17 +125,7 @@ async def send_html_to(
 async def _send(
     context: DeskContext, sends: list[Send], *, link: dict[str, Any] | None, defer: bool = True
 ) -> list[int]:
-    outcome = await send_or_queue(
-        context.bot,
-        session=context.session,
-        pending=context.deps.outbox,
-        sends=sends,
-        priority=Priority.AGENTS,
-        record=record_rows_only(context.session),
-        defer=defer,
-        link=link,
-    )
-    return outcome.message_ids
+    return await send_unlogged(context, sends, priority=Priority.AGENTS, link=link, defer=defer)
 
 
 async def copy_to(

@@ -268,14 +268,32 @@ async def send_file(
     content when Telegram cannot take it and delivered later. Returns the ids of what was
     sent now (none when it was queued)."""
     await release(context)
+    return await send_unlogged(
+        context, [Send(method, kwargs)], priority=priority, customer_id=customer_id
+    )
+
+
+async def send_unlogged(
+    context: DeskContext,
+    sends: list[Send],
+    *,
+    priority: Priority,
+    customer_id: int | None = None,
+    link: dict[str, Any] | None = None,
+    defer: bool = True,
+) -> list[int]:
+    """``sends`` (one chat, in order) through the outbox, writing its rows and no timeline
+    entry (the caller logs what it needs); the ids of what was sent now."""
     outcome = await send_or_queue(
         context.bot,
         session=context.session,
         pending=context.deps.outbox,
-        sends=[Send(method, kwargs)],
+        sends=sends,
         priority=priority,
         record=record_rows_only(context.session),
+        defer=defer,
         customer_id=customer_id,
+        link=link,
     )
     return outcome.message_ids
 
