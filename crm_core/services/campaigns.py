@@ -774,9 +774,12 @@ class Attributed:
     purchases: int = 0  # purchases recorded as the campaign's Interactions
 
 
+PURCHASE_KEY = "campaign-purchase:"
+
+
 def purchase_key(purchase_id: int) -> str:
     """A purchase is tied to one campaign at most (the newest whose window holds it)."""
-    return f"campaign-purchase:{purchase_id}"
+    return f"{PURCHASE_KEY}{purchase_id}"
 
 
 async def attribute_responses(*, session: AsyncSession, now: datetime | None = None) -> Attributed:
@@ -850,7 +853,10 @@ async def _tie_replies(
 async def _tie_purchases(
     session: AsyncSession, campaign_id: int, start: datetime, end: datetime
 ) -> int:
-    key = literal("campaign-purchase:") + cast(col(Purchase.id), Text)
+    key = literal(PURCHASE_KEY) + cast(col(Purchase.id), Text)
+    recipient = CampaignRecipient
+    # Driven by the campaign's recipients (one row per customer), so each one's purchases are
+    # an index seek (customer, time) rather than a scan of every purchase in the window.
     candidates = (
         await _core(
             session,
@@ -860,10 +866,16 @@ async def _tie_purchases(
                 col(Purchase.amount_minor),
                 col(Purchase.currency),
                 col(Purchase.purchased_at),
-            ).where(
+            )
+            .select_from(recipient)
+            .join(Purchase, col(Purchase.customer_id) == col(recipient.customer_id))
+            .where(
+                col(recipient.campaign_id) == campaign_id,
+                col(recipient.cohort) == RecipientGroup.treatment,
+                col(recipient.status) == RecipientStatus.sent,
+                col(Purchase.purchased_at) >= col(recipient.sent_at),
                 col(Purchase.purchased_at) >= start,
                 col(Purchase.purchased_at) < end,
-                _sent_before(campaign_id, col(Purchase.customer_id), col(Purchase.purchased_at)),
                 ~exists().where(col(Interaction.idempotency_key) == key),
             ),
         )
